@@ -1,0 +1,31 @@
+"""Entry point: `python app.py [flags]`; settings come from env vars and flags (see --help)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from signaling.logs import configure
+from signaling.server import create_app
+from signaling.settings import Settings, SettingsError
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = Settings.load(argv, os.environ)
+    except SettingsError as exc:
+        print(f"app.py: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_level)
+    logging.getLogger("signaling").info(
+        "serving on %s:%d (room size %d)", settings.host, settings.port, settings.room_capacity
+    )
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

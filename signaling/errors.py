@@ -1,0 +1,45 @@
+"""Error codes shared by every transport.
+
+Codes are stable strings: clients branch on them, the README documents them, tests assert them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    INVALID_PAYLOAD = "invalid_payload"
+    VALIDATION_FAILED = "validation_failed"
+    UNKNOWN_EVENT = "unknown_event"
+    NOT_JOINED = "not_joined"
+    NOT_IN_ROOM = "not_in_room"
+    ALREADY_JOINED = "already_joined"
+    ROOM_FULL = "room_full"
+    UNKNOWN_TARGET = "unknown_target"
+    INTERNAL_ERROR = "internal_error"
+
+
+class SignalingError(Exception):
+    """A request the server refuses; carries what the client is told."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": str(self.code), "message": self.message}
+        if self.fields is not None:
+            body["fields"] = self.fields
+        return body
+
+    def __repr__(self) -> str:
+        return f"SignalingError({self.code!s}, {self.message!r})"

@@ -1,0 +1,197 @@
+"""Marshmallow schemas for every inbound message, and the one place their errors are turned into
+`SignalingError`s.
+
+Fields are strict: no bytes for strings (python-socketio hands binary attachments over as bytes,
+which must never be relayed as text), no strings or floats for integers, no unknown keys.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from signaling.errors import ErrorCode, SignalingError
+
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+ROOM_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
+PEER_ID_MAX = 128
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits on what a client may send; sized for real SDP, with room to spare."""
+
+    sdp_chars: int = 65536
+    candidate_chars: int = 2048
+    metadata_bytes: int = 4096
+
+
+class StrictString(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        return value
+
+
+class JsonObject(fields.Field[dict[str, Any]]):
+    """A JSON object that relays unchanged to any client: finite numbers, no binary, bounded size."""
+
+    default_error_messages = {
+        "invalid": "Must be a JSON object.",
+        "not_json": "Must contain only JSON values (no binary data, no NaN or Infinity).",
+        "too_large": "Must encode to at most {max} bytes of JSON.",
+    }
+
+    def __init__(self, *, max_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_bytes = max_bytes
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        try:
+            encoded = orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise self.make_error("not_json") from exc
+        if len(encoded) > self.max_bytes:
+            raise self.make_error("too_large", max=self.max_bytes)
+        if not _all_finite(value):
+            raise self.make_error("not_json")
+        return value
+
+
+def _all_finite(value: Any) -> bool:
+    # orjson writes NaN as null, so it has to be looked for; depth is bounded by the size check.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+def room_field(**kwargs: Any) -> StrictString:
+    return StrictString(
+        validate=validate.Regexp(ROOM_PATTERN, error=f"Room names are {ROOM_RULE}."), **kwargs
+    )
+
+
+def target_field() -> StrictString:
+    return StrictString(required=True, validate=validate.Length(min=1, max=PEER_ID_MAX))
+
+
+class CandidateSchema(Schema):
+    """RTCIceCandidateInit, as `RTCIceCandidate.toJSON()` produces it."""
+
+    candidate = StrictString(required=True)
+    sdpMid = StrictString(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    sdpMLineIndex = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=65535)
+    )
+    usernameFragment = StrictString(
+        load_default=None, allow_none=True, validate=validate.Length(max=256)
+    )
+
+    def __init__(self, *, max_chars: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_chars = max_chars
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if len(data["candidate"]) > self.max_chars:
+            raise ValidationError(f"Longer than {self.max_chars} characters.", "candidate")
+        # Same rule as RTCPeerConnection.addIceCandidate: a real candidate needs an m-line.
+        if data["candidate"] and data["sdpMid"] is None and data["sdpMLineIndex"] is None:
+            raise ValidationError("sdpMid or sdpMLineIndex is required with a candidate.", "sdpMid")
+
+
+def build_schemas(limits: Limits) -> dict[str, Schema]:
+    """One schema per socket.io event that carries a payload."""
+    sdp = StrictString(required=True, validate=validate.Length(min=1, max=limits.sdp_chars))
+    description = Schema.from_dict(
+        {"target": target_field(), "sdp": sdp, "room": room_field(load_default=None)},
+        name="DescriptionSchema",
+    )
+    candidate = Schema.from_dict(
+        {
+            "target": target_field(),
+            "candidate": fields.Nested(
+                CandidateSchema(max_chars=limits.candidate_chars), required=True, allow_none=True
+            ),
+            "room": room_field(load_default=None),
+        },
+        name="IceCandidateSchema",
+    )
+    join = Schema.from_dict(
+        {
+            "room": room_field(required=True),
+            "metadata": JsonObject(max_bytes=limits.metadata_bytes, load_default=dict),
+        },
+        name="JoinSchema",
+    )
+    leave = Schema.from_dict({"room": room_field(required=True)}, name="LeaveSchema")
+    return {
+        "join": join(),
+        "leave": leave(),
+        "offer": description(),
+        "answer": description(),
+        "ice-candidate": candidate(),
+    }
+
+
+def parse(schema: Schema, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    """Validate the arguments of one event; the only place validation errors become replies."""
+    if len(args) != 1:
+        raise SignalingError(
+            ErrorCode.INVALID_PAYLOAD,
+            f"{event} takes exactly one payload object, got {len(args)} arguments",
+        )
+    payload = args[0]
+    if isinstance(payload, (bytes, bytearray)):
+        raise SignalingError(ErrorCode.INVALID_PAYLOAD, f"{event} payload must be JSON, not binary")
+    if not isinstance(payload, dict):
+        raise SignalingError(
+            ErrorCode.INVALID_PAYLOAD,
+            f"{event} payload must be a JSON object, got {_json_type(payload)}",
+        )
+    try:
+        result: dict[str, Any] = schema.load(payload)
+    except ValidationError as exc:
+        messages = exc.normalized_messages()
+        raise SignalingError(
+            ErrorCode.VALIDATION_FAILED,
+            f"invalid {event} payload: {_summary(messages)}",
+            fields=messages,
+        ) from None
+    return result
+
+
+def _summary(messages: dict[str, Any]) -> str:
+    parts = []
+    for name, problem in messages.items():
+        while isinstance(problem, dict):
+            inner, problem = next(iter(problem.items()))
+            name = f"{name}.{inner}"
+        text = problem[0] if isinstance(problem, list) and problem else problem
+        parts.append(f"{name}: {text}")
+    return "; ".join(parts)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__

@@ -1,0 +1,44 @@
+"""Builds the aiohttp application: socket.io, health check and static client files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from signaling.hub import Hub, LocalDelivery
+from signaling.rooms import MemoryRoomStore
+from signaling.settings import Settings
+from signaling.socketio_transport import SignalingServer, SocketIOTransport
+
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
+
+HUB = web.AppKey("hub", Hub)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings) -> web.Application:
+    hub = Hub(MemoryRoomStore(), LocalDelivery(), room_capacity=settings.room_capacity)
+    sio = SignalingServer(
+        async_mode="aiohttp",
+        cors_allowed_origins=settings.cors_allowed_origins,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        max_http_buffer_size=settings.max_message_bytes,
+        logger=False,
+        engineio_logger=False,
+    )
+    ice_servers = [dict(server) for server in settings.ice_servers]
+    SocketIOTransport(hub, sio, limits=settings.limits, ice_servers=lambda: ice_servers)
+
+    app = web.Application()
+    app[HUB] = hub
+    app[SETTINGS] = settings
+    sio.attach(app)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_static("/client/", CLIENT_DIR)
+    return app

@@ -1,0 +1,199 @@
+"""Server settings: defaults, overridden by environment variables, overridden by CLI flags.
+
+Every setting is declared once in `OPTIONS`; the CLI flag is derived from the variable name
+(`MAX_ROOM_SIZE` -> `--max-room-size`), so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from signaling.schemas import Limits
+
+ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message names the setting."""
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _origins(raw: str) -> str | list[str]:
+    raw = raw.strip()
+    if raw == "*":
+        return "*"
+    return [origin.strip() for origin in raw.split(",") if origin.strip()]
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def parse_ice_servers(raw: str) -> list[dict[str, Any]]:
+    """A JSON array of RTCIceServer objects, or a comma-separated list of STUN/TURN URLs."""
+    raw = raw.strip()
+    if not raw:
+        return []
+    if raw.startswith("["):
+        servers = json.loads(raw)
+    else:
+        servers = [{"urls": url.strip()} for url in raw.split(",") if url.strip()]
+    if not isinstance(servers, list):
+        raise ValueError("must be a JSON array")
+    for server in servers:
+        if not isinstance(server, dict) or "urls" not in server:
+            raise ValueError('each server must be an object with "urls"')
+        urls = server["urls"] if isinstance(server["urls"], list) else [server["urls"]]
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(ICE_SCHEMES):
+                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+        unknown = set(server) - {"urls", "username", "credential"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+    return servers
+
+
+@dataclass(frozen=True)
+class Option:
+    attribute: str
+    env: str
+    cast: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.env.lower().replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "HOST", str, "interface to listen on"),
+    Option("port", "PORT", _port, "TCP port to listen on (0 picks a free one)"),
+    Option(
+        "cors_allowed_origins",
+        "CORS_ALLOWED_ORIGINS",
+        _origins,
+        "browser origins allowed to connect: '*' or a comma-separated list",
+    ),
+    Option("room_capacity", "MAX_ROOM_SIZE", _positive_int, "peers a room holds at most"),
+    Option(
+        "max_message_bytes",
+        "MAX_MESSAGE_BYTES",
+        _positive_int,
+        "largest socket.io message accepted; larger ones close the connection",
+    ),
+    Option("max_sdp_chars", "MAX_SDP_CHARS", _positive_int, "longest SDP accepted"),
+    Option("max_candidate_chars", "MAX_CANDIDATE_CHARS", _positive_int, "longest ICE candidate accepted"),
+    Option("max_metadata_bytes", "MAX_METADATA_BYTES", _positive_int, "largest join metadata, as JSON"),
+    Option("ping_interval", "PING_INTERVAL", _positive_float, "seconds between heartbeats"),
+    Option("ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"),
+    Option("log_level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR (SDP is logged only at DEBUG)"),
+    Option(
+        "ice_servers",
+        "ICE_SERVERS",
+        parse_ice_servers,
+        "ICE servers for clients: JSON array of RTCIceServer, or comma-separated stun:/turn: URLs",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 5080
+    cors_allowed_origins: str | list[str] = "*"
+    room_capacity: int = 50
+    max_message_bytes: int = 262144
+    max_sdp_chars: int = Limits.sdp_chars
+    max_candidate_chars: int = Limits.candidate_chars
+    max_metadata_bytes: int = Limits.metadata_bytes
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    log_level: str = "INFO"
+    ice_servers: tuple[dict[str, Any], ...] = ({"urls": "stun:stun.l.google.com:19302"},)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            sdp_chars=self.max_sdp_chars,
+            candidate_chars=self.max_candidate_chars,
+            metadata_bytes=self.max_metadata_bytes,
+        )
+
+    @classmethod
+    def load(cls, argv: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from the environment, then CLI flags; raise SettingsError naming the key."""
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            if environ is not None and option.env in environ:
+                values[option.attribute] = _cast(option, environ[option.env], option.env)
+        parsed = _parser().parse_args(list(argv))
+        for option in OPTIONS:
+            raw = getattr(parsed, option.attribute)
+            if raw is not None:
+                values[option.attribute] = _cast(option, raw, option.flag)
+        if "ice_servers" in values:
+            values["ice_servers"] = tuple(values["ice_servers"])
+        settings = replace(cls(), **values)
+        _check_consistency(settings)
+        return settings
+
+
+def _cast(option: Option, raw: str, source: str) -> Any:
+    try:
+        return option.cast(raw)
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"{source}={raw!r}: {exc}") from None
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.max_sdp_chars >= settings.max_message_bytes:
+        raise SettingsError(
+            f"MAX_SDP_CHARS ({settings.max_sdp_chars}) must be below MAX_MESSAGE_BYTES "
+            f"({settings.max_message_bytes}), or SDP of the allowed size could never arrive"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="WebRTC signaling server (socket.io). Each flag overrides the environment "
+        "variable named in its help.",
+    )
+    defaults = Settings()
+    for option in OPTIONS:
+        default = getattr(defaults, option.attribute)
+        parser.add_argument(
+            option.flag,
+            dest=option.attribute,
+            metavar=option.env,
+            help=f"{option.help} [env {option.env}, default {default!r}]",
+        )
+    return parser

@@ -1,0 +1,190 @@
+"""The socket.io transport: parse each event with its schema, call the hub, reply with an ack.
+
+Every client event goes through `SocketIOTransport.dispatch`, so validation errors, unknown
+events and internal failures are all answered in one place, the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import socketio
+from socketio import packet
+
+from signaling.errors import ErrorCode, SignalingError
+from signaling.hub import Hub
+from signaling.messages import (
+    Candidate,
+    DescriptionType,
+    IceCandidate,
+    Outbound,
+    PeerJoined,
+    PeerLeft,
+    Relayed,
+    SessionDescription,
+    Signal,
+    candidate_fields,
+)
+from signaling.schemas import Limits, build_schemas, parse
+
+log = logging.getLogger("signaling.socketio")
+
+Reply = dict[str, Any]
+Handler = Callable[[str, dict[str, Any]], Awaitable[Reply]]
+Dispatch = Callable[[str, list[Any]], Awaitable[Reply]]
+
+
+def render(message: Outbound) -> tuple[str, dict[str, Any]]:
+    """The socket.io event and payload a peer receives for a core message."""
+    match message:
+        case Relayed(signal=SessionDescription(type=kind, sdp=sdp)):
+            return kind, {"from": message.sender, "target": message.target, "room": message.room, "sdp": sdp}
+        case Relayed(signal=IceCandidate(candidate=candidate)):
+            body = None if candidate is None else candidate_fields(candidate)
+            return "ice-candidate", {
+                "from": message.sender,
+                "target": message.target,
+                "room": message.room,
+                "candidate": body,
+            }
+        case PeerJoined(room=room, peer_id=peer_id, metadata=metadata):
+            return "peer-joined", {"room": room, "peerId": peer_id, "metadata": metadata}
+        case PeerLeft(room=room, peer_id=peer_id, reason=reason):
+            return "peer-left", {"room": room, "peerId": peer_id, "reason": reason}
+    raise TypeError(f"no socket.io rendering for {message!r}")
+
+
+class SocketIOSink:
+    def __init__(self, sio: socketio.AsyncServer, sid: str) -> None:
+        self._sio = sio
+        self._sid = sid
+
+    async def send(self, message: Outbound) -> None:
+        event, payload = render(message)
+        await self._sio.emit(event, payload, to=self._sid)
+
+
+class SignalingServer(socketio.AsyncServer):
+    """An AsyncServer that hands every client event, with its raw arguments, to one dispatcher.
+
+    python-socketio's handler lookup gives a handler no way to know whether the client asked for
+    an ack, and routes a client-sent event named "disconnect" to the disconnect handler. We need the
+    first (errors go in the ack when there is one, in an `error` event otherwise) and must forbid the
+    second, so client events bypass the lookup. Handling each event before reading the next one
+    from that client also keeps one sender's messages in order.
+    """
+
+    def __init__(self, dispatch: Dispatch | None = None, **kwargs: Any) -> None:
+        super().__init__(async_handlers=False, **kwargs)
+        self.dispatch = dispatch
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace) or self.dispatch is None:
+            return
+        reply = await self.dispatch(sid, data if isinstance(data, list) else [data])
+        if id is not None:
+            await self._send_packet(
+                eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=[reply])
+            )
+        elif not reply["ok"]:
+            await self.emit("error", reply["error"], to=sid, namespace=namespace)
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # A packet that does not decode is the client's fault: one warning, not a traceback from
+        # engine.io's handler guard. The connection stays up, as for any other bad input.
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except ValueError as exc:
+            log.warning("eio_sid=%s dropped malformed socket.io packet: %s", eio_sid, exc)
+
+
+class SocketIOTransport:
+    def __init__(
+        self,
+        hub: Hub,
+        sio: SignalingServer,
+        *,
+        limits: Limits,
+        ice_servers: Callable[[], list[dict[str, Any]]],
+    ) -> None:
+        self._hub = hub
+        self._sio = sio
+        self._ice_servers = ice_servers
+        self._schemas = build_schemas(limits)
+        self._handlers: dict[str, Handler] = {
+            "join": self.join,
+            "leave": self.leave,
+            "offer": partial(self.relay_description, "offer"),
+            "answer": partial(self.relay_description, "answer"),
+            "ice-candidate": self.relay_candidate,
+        }
+        sio.dispatch = self.dispatch
+        sio.on("connect", self.connect)
+        sio.on("disconnect", self.disconnect)
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        log.info("peer=%s connected from %s", sid, environ.get("REMOTE_ADDR"))
+        self._hub.connect(sid, SocketIOSink(self._sio, sid))
+
+    async def disconnect(self, sid: str, reason: str = "") -> None:
+        log.info("peer=%s disconnected (%s)", sid, reason)
+        await self._hub.disconnect(sid)
+
+    async def dispatch(self, sid: str, data: list[Any]) -> Reply:
+        event = data[0] if data else None
+        name = event[:64] if isinstance(event, str) else repr(event)[:64]
+        try:
+            handler = self._handlers.get(event) if isinstance(event, str) else None
+            if handler is None:
+                raise SignalingError(
+                    ErrorCode.UNKNOWN_EVENT,
+                    f"unknown event {name!r}; this server accepts {', '.join(self._handlers)}",
+                )
+            request = parse(self._schemas[name], name, tuple(data[1:]))
+            return {"ok": True, **await handler(sid, request)}
+        except SignalingError as error:
+            log.warning("peer=%s event=%s refused: %s: %s", sid, name, error.code, error.message)
+            return {"ok": False, "error": error.to_dict()}
+        except Exception:
+            log.exception("peer=%s event=%s failed", sid, name)
+            internal = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this event")
+            return {"ok": False, "error": internal.to_dict()}
+
+    async def join(self, sid: str, request: dict[str, Any]) -> Reply:
+        room = request["room"]
+        existing = await self._hub.join(sid, room, request["metadata"])
+        return {
+            "peerId": sid,
+            "room": room,
+            "peers": [{"peerId": m.peer_id, "metadata": m.metadata} for m in existing],
+            "iceServers": self._ice_servers(),
+        }
+
+    async def leave(self, sid: str, request: dict[str, Any]) -> Reply:
+        await self._hub.leave(sid, request["room"])
+        return {"room": request["room"]}
+
+    async def relay_description(
+        self, kind: DescriptionType, sid: str, request: dict[str, Any]
+    ) -> Reply:
+        signal = SessionDescription(type=kind, sdp=request["sdp"])
+        return await self._relay(sid, request, signal)
+
+    async def relay_candidate(self, sid: str, request: dict[str, Any]) -> Reply:
+        body = request["candidate"]
+        candidate = None if body is None else Candidate(
+            candidate=body["candidate"],
+            sdp_mid=body["sdpMid"],
+            sdp_mline_index=body["sdpMLineIndex"],
+            username_fragment=body["usernameFragment"],
+        )
+        return await self._relay(sid, request, IceCandidate(candidate))
+
+    async def _relay(self, sid: str, request: dict[str, Any], signal: Signal) -> Reply:
+        room = await self._hub.relay(sid, request["target"], signal, request["room"])
+        return {"room": room}

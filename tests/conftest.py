@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from signaling.client import SignalingClient
+from signaling.hub import Hub
+from signaling.rooms import MemoryRoomStore
+from signaling.server import HUB, create_app
+from signaling.settings import Settings
+from tests.helpers import ConnectPeer
+
+TEST_SETTINGS = Settings(
+    host="127.0.0.1",
+    port=0,
+    room_capacity=4,
+    ice_servers=({"urls": "stun:127.0.0.1:3478"},),
+)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: web.Application
+
+    @property
+    def hub(self) -> Hub:
+        return self.app[HUB]
+
+    @property
+    def store(self) -> MemoryRoomStore:
+        store = self.hub.store
+        assert isinstance(store, MemoryRoomStore)
+        return store
+
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Start a real server on a free loopback port; keyword arguments override settings."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**overrides: Any) -> RunningServer:
+        app = create_app(replace(TEST_SETTINGS, **overrides))
+        runner = web.AppRunner(app, shutdown_timeout=1)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return RunningServer(f"http://{host}:{port}", app)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    return await start_server()
+
+
+@pytest.fixture
+async def connect(server: RunningServer) -> AsyncIterator[ConnectPeer]:
+    """Connect socket.io peers to `server`; all are closed at the end of the test."""
+    clients: list[SignalingClient] = []
+
+    async def make(url: str | None = None, **kwargs: Any) -> SignalingClient:
+        client = SignalingClient()
+        await client.connect(url or server.url, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
