@@ -34,6 +34,8 @@ class SignalingClient:
         self.peer_id: str | None = None
         self._queues: defaultdict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
         self.sio.on("*", self._on_event)
+        # Reserved events skip the catch-all handler; queue this one too so callers can await it.
+        self.sio.on("disconnect", lambda reason=None: self._queues["disconnect"].put_nowait(reason))
 
     async def __aenter__(self) -> SignalingClient:
         return self

@@ -59,9 +59,7 @@ class MemoryRoomStore:
         if peer_id in members:
             raise SignalingError(ErrorCode.ALREADY_JOINED, f"already in room {room!r}")
         if len(members) >= capacity:
-            raise SignalingError(
-                ErrorCode.ROOM_FULL, f"room {room!r} is full ({capacity} peers at most)"
-            )
+            raise SignalingError(ErrorCode.ROOM_FULL, f"room {room!r} is full ({capacity} peers at most)")
         existing = [Member(pid, meta) for pid, meta in members.items()]
         self._rooms.setdefault(room, members)[peer_id] = metadata
         self._peer_rooms.setdefault(peer_id, {})[room] = None
@@ -92,9 +90,7 @@ class MemoryRoomStore:
         for name in candidates:
             if target in self._rooms[name]:
                 return name
-        raise SignalingError(
-            ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} in a room you share"
-        )
+        raise SignalingError(ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} in a room you share")
 
     async def members(self, room: str) -> list[Member]:
         return [Member(pid, meta) for pid, meta in self._rooms.get(room, {}).items()]

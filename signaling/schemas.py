@@ -17,7 +17,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from signaling.errors import ErrorCode, SignalingError
 
-ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+ROOM_PATTERN = re.compile(r"\A[A-Za-z0-9_.\-]{1,64}\Z")
 ROOM_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
 PEER_ID_MAX = 128
 
@@ -41,7 +41,7 @@ class StrictString(fields.String):
 class JsonObject(fields.Field[dict[str, Any]]):
     """A JSON object that relays unchanged to any client: finite numbers, no binary, bounded size."""
 
-    default_error_messages = {
+    default_error_messages: dict[str, str | list[Any] | dict[Any, Any]] = {  # noqa: RUF012
         "invalid": "Must be a JSON object.",
         "not_json": "Must contain only JSON values (no binary data, no NaN or Infinity).",
         "too_large": "Must encode to at most {max} bytes of JSON.",
@@ -94,9 +94,7 @@ class CandidateSchema(Schema):
     sdpMLineIndex = fields.Integer(
         strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=65535)
     )
-    usernameFragment = StrictString(
-        load_default=None, allow_none=True, validate=validate.Length(max=256)
-    )
+    usernameFragment = StrictString(load_default=None, allow_none=True, validate=validate.Length(max=256))
 
     def __init__(self, *, max_chars: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -163,7 +161,7 @@ def parse(schema: Schema, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
     try:
         result: dict[str, Any] = schema.load(payload)
     except ValidationError as exc:
-        messages = exc.normalized_messages()
+        messages: dict[str, Any] = exc.normalized_messages()  # type: ignore[no-untyped-call]
         raise SignalingError(
             ErrorCode.VALIDATION_FAILED,
             f"invalid {event} payload: {_summary(messages)}",

@@ -113,8 +113,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_candidate_chars", "MAX_CANDIDATE_CHARS", _positive_int, "longest ICE candidate accepted"),
     Option("max_metadata_bytes", "MAX_METADATA_BYTES", _positive_int, "largest join metadata, as JSON"),
     Option("ping_interval", "PING_INTERVAL", _positive_float, "seconds between heartbeats"),
-    Option("ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"),
-    Option("log_level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR (SDP is logged only at DEBUG)"),
+    Option(
+        "ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"
+    ),
+    Option(
+        "log_level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR (SDP is logged only at DEBUG)"
+    ),
     Option(
         "ice_servers",
         "ICE_SERVERS",

@@ -67,7 +67,7 @@ class SocketIOSink:
         await self._sio.emit(event, payload, to=self._sid)
 
 
-class SignalingServer(socketio.AsyncServer):
+class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
     """An AsyncServer that hands every client event, with its raw arguments, to one dispatcher.
 
     python-socketio's handler lookup gives a handler no way to know whether the client asked for
@@ -169,19 +169,21 @@ class SocketIOTransport:
         await self._hub.leave(sid, request["room"])
         return {"room": request["room"]}
 
-    async def relay_description(
-        self, kind: DescriptionType, sid: str, request: dict[str, Any]
-    ) -> Reply:
+    async def relay_description(self, kind: DescriptionType, sid: str, request: dict[str, Any]) -> Reply:
         signal = SessionDescription(type=kind, sdp=request["sdp"])
         return await self._relay(sid, request, signal)
 
     async def relay_candidate(self, sid: str, request: dict[str, Any]) -> Reply:
         body = request["candidate"]
-        candidate = None if body is None else Candidate(
-            candidate=body["candidate"],
-            sdp_mid=body["sdpMid"],
-            sdp_mline_index=body["sdpMLineIndex"],
-            username_fragment=body["usernameFragment"],
+        candidate = (
+            None
+            if body is None
+            else Candidate(
+                candidate=body["candidate"],
+                sdp_mid=body["sdpMid"],
+                sdp_mline_index=body["sdpMLineIndex"],
+                username_fragment=body["usernameFragment"],
+            )
         )
         return await self._relay(sid, request, IceCandidate(candidate))
 

@@ -81,7 +81,9 @@ async def test_messages_from_one_sender_arrive_in_order(connect: ConnectPeer) ->
     assert bob.peer_id
     count = 200
     for i in range(count):
-        await alice.emit("ice-candidate", {"target": bob.peer_id, "candidate": {**CANDIDATE, "sdpMid": str(i)}})
+        await alice.emit(
+            "ice-candidate", {"target": bob.peer_id, "candidate": {**CANDIDATE, "sdpMid": str(i)}}
+        )
     received = [(await bob.next("ice-candidate"))["candidate"]["sdpMid"] for _ in range(count)]
     assert received == [str(i) for i in range(count)]
 

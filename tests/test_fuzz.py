@@ -1,0 +1,141 @@
+"""Property-based: whatever a client throws at any event, it gets a structured reply, and the server
+keeps relaying for everyone else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from signaling.client import SignalingClient
+from signaling.errors import ErrorCode
+from tests.conftest import RunningServer
+from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer
+
+EVENTS = ["join", "leave", "offer", "answer", "ice-candidate"]
+FIELD_NAMES = [
+    "room",
+    "metadata",
+    "target",
+    "sdp",
+    "candidate",
+    "sdpMid",
+    "sdpMLineIndex",
+    "usernameFragment",
+]
+CODES = {str(code) for code in ErrorCode}
+HONEST_ROOM = "honest-pair-7f3a"
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=80),
+    st.binary(max_size=40),
+    st.sampled_from(["", "lobby", "v=0\r\n", "candidate:1 1 udp 1 127.0.0.1 9 typ host"]),
+)
+json_like = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=12)), children, max_size=5),
+    ),
+    max_leaves=12,
+)
+payload_objects = st.fixed_dictionaries(
+    {},
+    optional={name: json_like for name in FIELD_NAMES},
+)
+arguments = st.one_of(
+    st.tuples(payload_objects),
+    st.tuples(json_like),
+    st.lists(json_like, max_size=3).map(tuple),
+)
+event_names = st.one_of(st.sampled_from(EVENTS), st.text(max_size=20))
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+async def honest_pair(connect: ConnectPeer) -> tuple[SignalingClient, SignalingClient]:
+    alice = await connect()
+    await alice.join(HONEST_ROOM)
+    bob = await connect()
+    await bob.join(HONEST_ROOM)
+    await alice.next("peer-joined")
+    return alice, bob
+
+
+async def assert_still_relays(alice: SignalingClient, bob: SignalingClient) -> None:
+    assert alice.peer_id and bob.peer_id
+    await alice.offer(bob.peer_id, SDP_OFFER)
+    assert (await bob.next("offer"))["from"] == alice.peer_id
+    await bob.ice_candidate(alice.peer_id, CANDIDATE)
+    assert (await alice.next("ice-candidate"))["candidate"] == CANDIDATE
+    assert alice.pending() == {} and bob.pending() == {}
+
+
+def assert_structured(reply: Any) -> None:
+    assert isinstance(reply, dict), reply
+    assert isinstance(reply["ok"], bool)
+    if not reply["ok"]:
+        error = reply["error"]
+        assert error["code"] in CODES, error
+        assert isinstance(error["message"], str) and error["message"]
+        assert set(error) <= {"code", "message", "fields"}
+
+
+@pytest.fixture
+async def peers(connect: ConnectPeer) -> tuple[SignalingClient, SignalingClient, SignalingClient]:
+    """A fuzzing client and an honest pair; hypothesis shares them across all examples of a test."""
+    fuzzer = await connect()
+    return (fuzzer, *await honest_pair(connect))
+
+
+@FUZZ
+@given(event=event_names, args=arguments)
+async def test_any_payload_gets_a_structured_reply(
+    peers: tuple[SignalingClient, SignalingClient, SignalingClient], event: str, args: tuple[Any, ...]
+) -> None:
+    fuzzer, alice, bob = peers
+    assert_structured(await fuzzer.request(event, *args))
+    await assert_still_relays(alice, bob)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=event_names, args=arguments)
+async def test_without_ack_errors_arrive_as_structured_events(
+    connect: ConnectPeer, event: str, args: tuple[Any, ...]
+) -> None:
+    fuzzer = await connect()
+    await fuzzer.emit(event, *args)
+    # An ack'd request after it is answered only once the first event has been handled.
+    assert (await fuzzer.request("leave", {"room": "never-joined"}))["error"]["code"] == "not_in_room"
+    for error in fuzzer.take_pending("error"):
+        assert_structured({"ok": False, "error": error})
+    await fuzzer.close()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=st.one_of(st.text(max_size=60).map(lambda t: "4" + t), st.text(max_size=60)))
+async def test_raw_frames_never_break_the_server(
+    server: RunningServer, connect: ConnectPeer, frame: str
+) -> None:
+    alice, bob = await honest_pair(connect)
+    async with aiohttp.ClientSession() as http:
+        url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with http.ws_connect(url) as ws:
+            await ws.receive(timeout=10)
+            await ws.send_str("40")
+            await ws.receive(timeout=10)
+            await ws.send_str(frame)
+            await assert_still_relays(alice, bob)
+    await alice.close()
+    await bob.close()

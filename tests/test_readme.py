@@ -1,0 +1,36 @@
+"""The README is the protocol and settings reference: it must name every code, event and setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from signaling.errors import ErrorCode
+from signaling.settings import OPTIONS, Settings
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_every_error_code_is_documented() -> None:
+    for code in ErrorCode:
+        assert f"| `{code}` |" in README, code
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    defaults = Settings()
+    for option in OPTIONS:
+        assert f"| `{option.env}` |" in README, option.env
+        default = getattr(defaults, option.attribute)
+        if isinstance(default, (int, float, str)) and not isinstance(default, bool):
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            assert f"| `{option.env}` | `{shown}` |" in README, option.env
+
+
+def test_every_event_is_documented() -> None:
+    for event in ["join", "leave", "offer", "answer", "ice-candidate", "peer-joined", "peer-left", "error"]:
+        assert f"`{event}`" in README, event
+
+
+def test_two_commands() -> None:
+    assert "bin/serve\n" in README and "bin/test\n" in README
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert "exec bin/test" in ci

@@ -1,0 +1,88 @@
+"""Every event schema, without a server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from signaling.errors import ErrorCode, SignalingError
+from signaling.schemas import Limits, build_schemas, parse
+from tests.helpers import CANDIDATE, SDP_OFFER
+
+SCHEMAS = build_schemas(Limits(sdp_chars=1000, candidate_chars=200, metadata_bytes=100))
+
+
+def load(event: str, *args: Any) -> dict[str, Any]:
+    return parse(SCHEMAS[event], event, args)
+
+
+def refusal(event: str, *args: Any) -> SignalingError:
+    with pytest.raises(SignalingError) as caught:
+        load(event, *args)
+    return caught.value
+
+
+def test_join() -> None:
+    assert load("join", {"room": "a.b_c-9"}) == {"room": "a.b_c-9", "metadata": {}}
+    assert load("join", {"room": "r", "metadata": {"n": [1, 2.5, None]}})["metadata"] == {"n": [1, 2.5, None]}
+    for room in ["", "x" * 65, "a b", "caf\u00e9", "a/b", "r\n", None, 3]:
+        error = refusal("join", {"room": room})
+        assert error.code == ErrorCode.VALIDATION_FAILED
+        assert error.fields is not None and "room" in error.fields
+    assert "metadata" in (refusal("join", {"room": "r", "metadata": {"k": "v" * 100}}).fields or {})
+    assert "metadata" in (refusal("join", {"room": "r", "metadata": {"k": float("inf")}}).fields or {})
+    assert "metadata" in (refusal("join", {"room": "r", "metadata": [1]}).fields or {})
+
+
+def test_descriptions() -> None:
+    loaded = load("offer", {"target": "p", "sdp": SDP_OFFER[:900]})
+    assert loaded == {"target": "p", "sdp": SDP_OFFER[:900], "room": None}
+    assert load("answer", {"target": "p", "sdp": "v=0", "room": "r"})["room"] == "r"
+    assert "sdp" in (refusal("offer", {"target": "p", "sdp": "v" * 1001}).fields or {})
+    assert "target" in (refusal("offer", {"target": "", "sdp": "v=0"}).fields or {})
+    assert "target" in (refusal("offer", {"target": "t" * 129, "sdp": "v=0"}).fields or {})
+    assert "room" in (refusal("answer", {"target": "p", "sdp": "v=0", "room": "bad room"}).fields or {})
+
+
+def test_candidates() -> None:
+    loaded = load("ice-candidate", {"target": "p", "candidate": CANDIDATE})
+    assert loaded["candidate"] == CANDIDATE
+    minimal = load("ice-candidate", {"target": "p", "candidate": {"candidate": "c", "sdpMLineIndex": 0}})
+    assert minimal["candidate"] == {
+        "candidate": "c",
+        "sdpMid": None,
+        "sdpMLineIndex": 0,
+        "usernameFragment": None,
+    }
+    assert load("ice-candidate", {"target": "p", "candidate": None})["candidate"] is None
+    assert (
+        load("ice-candidate", {"target": "p", "candidate": {"candidate": ""}})["candidate"]["candidate"] == ""
+    )
+    for bad in [
+        {**CANDIDATE, "candidate": "c" * 201},
+        {**CANDIDATE, "sdpMLineIndex": -1},
+        {**CANDIDATE, "sdpMLineIndex": True},
+        {**CANDIDATE, "sdpMid": 0},
+        {"candidate": "c"},
+        "candidate:1",
+    ]:
+        error = refusal("ice-candidate", {"target": "p", "candidate": bad})
+        assert error.code == ErrorCode.VALIDATION_FAILED
+        assert "candidate" in (error.fields or {})
+        assert error.message.startswith("invalid ice-candidate payload: candidate")
+
+
+def test_payload_shape_errors() -> None:
+    assert refusal("leave").code == ErrorCode.INVALID_PAYLOAD
+    assert refusal("leave", None).code == ErrorCode.INVALID_PAYLOAD
+    assert refusal("leave", {"room": "a"}, {"room": "b"}).code == ErrorCode.INVALID_PAYLOAD
+    assert "binary" in refusal("leave", b"x").message
+    assert "an array" in refusal("leave", []).message
+    error = refusal("leave", {"room": "a", "extra": 1})
+    assert error.fields == {"extra": ["Unknown field."]}
+    assert error.to_dict() == {
+        "code": "validation_failed",
+        "message": "invalid leave payload: extra: Unknown field.",
+        "fields": {"extra": ["Unknown field."]},
+    }
