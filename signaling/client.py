@@ -46,7 +46,12 @@ class SignalingClient:
         await self.close()
 
     async def connect(self, url: str, *, transports: list[str] | None = None, **kwargs: Any) -> None:
-        await self.sio.connect(url, transports=transports or ["websocket"], wait_timeout=10, **kwargs)
+        try:
+            await self.sio.connect(url, transports=transports or ["websocket"], wait_timeout=10, **kwargs)
+        except socketio.exceptions.ConnectionError:
+            # A refused connection leaves engine.io's HTTP session open; close it with the client.
+            await self.sio.eio.disconnect()
+            raise
 
     async def close(self) -> None:
         await self.sio.disconnect()
