@@ -42,7 +42,7 @@ async def test_silent_peer_is_dropped_after_ping_timeout(
 
 async def test_sdp_is_logged_only_at_debug(connect: ConnectPeer, caplog: pytest.LogCaptureFixture) -> None:
     alice, bob = await joined_pair(connect)
-    assert bob.peer_id
+    assert alice.peer_id and bob.peer_id
     with caplog.at_level(logging.INFO, logger="signaling"):
         await alice.offer(bob.peer_id, SDP_OFFER)
         await bob.next("offer")
