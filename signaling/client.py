@@ -88,16 +88,47 @@ class SignalingClient:
     async def leave(self, room: str) -> dict[str, Any]:
         return await self._checked("leave", {"room": room})
 
-    async def offer(self, target: str, sdp: str, room: str | None = None) -> dict[str, Any]:
-        return await self._checked("offer", _relay(target, room, sdp=sdp))
+    async def offer(
+        self, target: str, sdp: str, room: str | None = None, stream_id: str | None = None
+    ) -> dict[str, Any]:
+        return await self._checked("offer", _relay(target, room, stream_id, sdp=sdp))
 
-    async def answer(self, target: str, sdp: str, room: str | None = None) -> dict[str, Any]:
-        return await self._checked("answer", _relay(target, room, sdp=sdp))
+    async def answer(
+        self, target: str, sdp: str, room: str | None = None, stream_id: str | None = None
+    ) -> dict[str, Any]:
+        return await self._checked("answer", _relay(target, room, stream_id, sdp=sdp))
 
     async def ice_candidate(
-        self, target: str, candidate: dict[str, Any] | None, room: str | None = None
+        self,
+        target: str,
+        candidate: dict[str, Any] | None,
+        room: str | None = None,
+        stream_id: str | None = None,
     ) -> dict[str, Any]:
-        return await self._checked("ice-candidate", _relay(target, room, candidate=candidate))
+        return await self._checked("ice-candidate", _relay(target, room, stream_id, candidate=candidate))
+
+    async def peer_message(
+        self, target: str, data: Any, definition: str | None = None, room: str | None = None
+    ) -> dict[str, Any]:
+        return await self._checked(
+            "peer-message", _relay(target, room, None, data=data, definition=definition)
+        )
+
+    async def publish(
+        self, stream_id: str, room: str | None = None, max_viewers: int | None = None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"streamId": stream_id}
+        if room is not None:
+            payload["room"] = room
+        if max_viewers is not None:
+            payload["maxViewers"] = max_viewers
+        return await self._checked("publish", payload)
+
+    async def play(self, stream_id: str) -> dict[str, Any]:
+        return await self._checked("play", {"streamId": stream_id})
+
+    async def stop(self, stream_id: str) -> dict[str, Any]:
+        return await self._checked("stop", {"streamId": stream_id})
 
     async def next(self, event: str, timeout: float = 10.0) -> Any:
         """The oldest unread `event` from the server, waiting up to `timeout` seconds for one."""
@@ -116,8 +147,10 @@ class SignalingClient:
         return [queue.get_nowait() for _ in range(queue.qsize())]
 
 
-def _relay(target: str, room: str | None, **body: Any) -> dict[str, Any]:
+def _relay(target: str, room: str | None, stream_id: str | None, **body: Any) -> dict[str, Any]:
     payload = {"target": target, **body}
     if room is not None:
         payload["room"] = room
+    if stream_id is not None:
+        payload["streamId"] = stream_id
     return payload

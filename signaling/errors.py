@@ -18,6 +18,13 @@ class ErrorCode(StrEnum):
     ALREADY_JOINED = "already_joined"
     ROOM_FULL = "room_full"
     UNKNOWN_TARGET = "unknown_target"
+    STREAM_IN_USE = "stream_in_use"
+    ALREADY_PUBLISHING = "already_publishing"
+    NOT_PUBLISHING = "not_publishing"
+    NO_SUCH_STREAM = "no_such_stream"
+    ALREADY_PLAYING = "already_playing"
+    NOT_PLAYING = "not_playing"
+    VIEWER_LIMIT_REACHED = "viewer_limit_reached"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -8,10 +8,23 @@ No transport or network library is imported here.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Literal, Protocol
 
-from signaling.messages import LeaveReason, Outbound, PeerJoined, PeerLeft, Relayed, Signal
-from signaling.rooms import Member, Metadata, RoomStore
+from signaling.errors import ErrorCode, SignalingError
+from signaling.messages import (
+    EndReason,
+    Outbound,
+    PeerJoined,
+    PeerLeft,
+    Relayed,
+    Signal,
+    StreamEnded,
+    StreamPublished,
+    StreamUnpublished,
+    ViewerJoined,
+    ViewerLeft,
+)
+from signaling.store import Member, Metadata, Route, Store, Stream
 
 log = logging.getLogger("signaling.hub")
 
@@ -54,7 +67,7 @@ class LocalDelivery:
 
 
 class Hub:
-    def __init__(self, store: RoomStore, delivery: LocalDelivery, *, room_capacity: int) -> None:
+    def __init__(self, store: Store, delivery: LocalDelivery, *, room_capacity: int) -> None:
         self.store = store
         self.delivery = delivery
         self.room_capacity = room_capacity
@@ -62,12 +75,21 @@ class Hub:
     def connect(self, peer_id: str, sink: Sink) -> None:
         self.delivery.attach(peer_id, sink)
 
-    async def disconnect(self, peer_id: str, reason: LeaveReason = "disconnected") -> None:
-        """Forget the peer entirely and tell everyone who shared a room with it."""
+    async def disconnect(self, peer_id: str) -> None:
+        """Forget the peer entirely and tell everyone it shared a room or a stream with."""
         self.delivery.detach(peer_id)
-        for departure in await self.store.remove_peer(peer_id):
-            log.info("peer=%s room=%s left (%s)", peer_id, departure.room, reason)
-            await self._tell(departure.remaining, PeerLeft(departure.room, peer_id, reason))
+        removal = await self.store.remove_peer(peer_id)
+        for stream in removal.published:
+            await self._announce_unpublished(stream, "disconnected")
+        for stream in removal.played:
+            await self.delivery.deliver(
+                stream.publisher, ViewerLeft(stream.stream_id, peer_id, "disconnected")
+            )
+        for departure in removal.rooms:
+            log.info("peer=%s room=%s left (disconnected)", peer_id, departure.room)
+            await self._tell(departure.remaining, PeerLeft(departure.room, peer_id, "disconnected"))
+
+    # Rooms
 
     async def join(
         self, peer_id: str, room: str, metadata: Metadata, capacity: int | None = None
@@ -78,16 +100,87 @@ class Hub:
         return existing
 
     async def leave(self, peer_id: str, room: str) -> None:
+        """Leave a room, ending first the streams the peer published in it."""
+        published, _ = await self.store.peer_streams(peer_id)
+        for stream_id in published:
+            stream = await self.store.stream(stream_id)
+            if stream is not None and stream.room == room:
+                await self.unpublish(peer_id, stream_id)
         remaining = await self.store.leave(room, peer_id)
         log.info("peer=%s room=%s left", peer_id, room)
         await self._tell(remaining, PeerLeft(room, peer_id, "left"))
 
-    async def relay(self, sender: str, target: str, signal: Signal, room: str | None = None) -> str:
-        """Deliver a signal to target through a room both are in; return that room."""
-        shared = await self.store.route(sender, target, room)
-        log.debug("peer=%s room=%s relay %s to %s: %r", sender, shared, type(signal).__name__, target, signal)
-        await self.delivery.deliver(target, Relayed(sender, target, shared, signal))
-        return shared
+    # Streams
+
+    async def publish(
+        self, peer_id: str, stream_id: str, *, room: str | None = None, max_viewers: int | None = None
+    ) -> Stream:
+        stream = await self.store.publish(stream_id, peer_id, room, max_viewers)
+        log.info(
+            "peer=%s stream=%s published (room %s, viewers %s)",
+            peer_id,
+            stream_id,
+            room,
+            max_viewers or "any",
+        )
+        if room is not None:
+            others = [m.peer_id for m in await self.store.members(room) if m.peer_id != peer_id]
+            await self._tell(others, StreamPublished(room, stream_id, peer_id))
+        return stream
+
+    async def unpublish(self, peer_id: str, stream_id: str) -> Stream:
+        stream = await self.store.unpublish(stream_id, peer_id)
+        log.info("peer=%s stream=%s unpublished", peer_id, stream_id)
+        await self._announce_unpublished(stream, "stopped")
+        return stream
+
+    async def play(self, viewer: str, stream_id: str) -> Stream:
+        stream = await self.store.play(stream_id, viewer)
+        log.info("peer=%s stream=%s playing", viewer, stream_id)
+        await self.delivery.deliver(stream.publisher, ViewerJoined(stream_id, viewer))
+        return stream
+
+    async def stop_playing(self, viewer: str, stream_id: str) -> Stream:
+        stream = await self.store.stop_playing(stream_id, viewer)
+        log.info("peer=%s stream=%s stopped playing", viewer, stream_id)
+        await self.delivery.deliver(stream.publisher, ViewerLeft(stream_id, viewer, "stopped"))
+        return stream
+
+    async def stop(self, peer_id: str, stream_id: str) -> Literal["published", "played"]:
+        """End whichever the peer does with the stream: publish it, or play it."""
+        published, playing = await self.store.peer_streams(peer_id)
+        if stream_id in published:
+            await self.unpublish(peer_id, stream_id)
+            return "published"
+        if stream_id in playing:
+            await self.stop_playing(peer_id, stream_id)
+            return "played"
+        raise SignalingError(ErrorCode.NOT_PLAYING, f"you neither publish nor play {stream_id!r}")
+
+    # Relay
+
+    async def relay(
+        self,
+        sender: str,
+        target: str,
+        signal: Signal,
+        *,
+        room: str | None = None,
+        stream_id: str | None = None,
+    ) -> Route:
+        """Deliver a signal to target through a room or stream both are in; return which."""
+        route = await self.store.route(sender, target, room=room, stream_id=stream_id)
+        log.debug("peer=%s relay %s to %s via %s: %r", sender, type(signal).__name__, target, route, signal)
+        await self.delivery.deliver(target, Relayed(sender, target, route, signal))
+        return route
+
+    async def _announce_unpublished(self, stream: Stream, reason: EndReason) -> None:
+        await self._tell(list(stream.viewers), StreamEnded(stream.stream_id, reason))
+        if stream.room is not None:
+            others = [
+                m.peer_id for m in await self.store.members(stream.room) if m.peer_id != stream.publisher
+            ]
+            await self._tell(others, StreamUnpublished(stream.room, stream.stream_id, stream.publisher))
 
     async def _tell(self, peer_ids: list[str], message: Outbound) -> None:
         for peer_id in peer_ids:

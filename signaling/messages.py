@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from signaling.rooms import Metadata
+from signaling.store import Metadata, Route
 
 LeaveReason = Literal["left", "disconnected"]
+EndReason = Literal["stopped", "disconnected"]
 DescriptionType = Literal["offer", "answer"]
 
 
@@ -36,14 +37,22 @@ class IceCandidate:
     candidate: Candidate | None
 
 
-Signal = SessionDescription | IceCandidate
+@dataclass(frozen=True)
+class PeerMessage:
+    """Application data sent through the server (Ant Media's peerMessageCommand)."""
+
+    definition: str | None
+    data: Any
+
+
+Signal = SessionDescription | IceCandidate | PeerMessage
 
 
 @dataclass(frozen=True)
 class Relayed:
     sender: str
     target: str
-    room: str
+    route: Route
     signal: Signal
 
 
@@ -61,7 +70,57 @@ class PeerLeft:
     reason: LeaveReason
 
 
-Outbound = Relayed | PeerJoined | PeerLeft
+@dataclass(frozen=True)
+class StreamPublished:
+    """To the other members of the room a stream was published in."""
+
+    room: str
+    stream_id: str
+    publisher: str
+
+
+@dataclass(frozen=True)
+class StreamUnpublished:
+    room: str
+    stream_id: str
+    publisher: str
+
+
+@dataclass(frozen=True)
+class ViewerJoined:
+    """To a publisher: open a connection to this viewer and send it an offer."""
+
+    stream_id: str
+    viewer: str
+
+
+@dataclass(frozen=True)
+class ViewerLeft:
+    """To a publisher: close the connection to this viewer."""
+
+    stream_id: str
+    viewer: str
+    reason: EndReason
+
+
+@dataclass(frozen=True)
+class StreamEnded:
+    """To a viewer: the stream it plays is gone."""
+
+    stream_id: str
+    reason: EndReason
+
+
+Outbound = (
+    Relayed
+    | PeerJoined
+    | PeerLeft
+    | StreamPublished
+    | StreamUnpublished
+    | ViewerJoined
+    | ViewerLeft
+    | StreamEnded
+)
 
 
 def candidate_fields(candidate: Candidate) -> dict[str, Any]:

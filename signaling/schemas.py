@@ -19,6 +19,7 @@ from signaling.errors import ErrorCode, SignalingError
 
 ROOM_PATTERN = re.compile(r"\A[A-Za-z0-9_.\-]{1,64}\Z")
 ROOM_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
+STREAM_ID_RULE = f"Stream ids are {ROOM_RULE}."
 PEER_ID_MAX = 128
 
 
@@ -29,6 +30,7 @@ class Limits:
     sdp_chars: int = 65536
     candidate_chars: int = 2048
     metadata_bytes: int = 4096
+    peer_message_bytes: int = 16384
 
 
 class StrictString(fields.String):
@@ -38,8 +40,8 @@ class StrictString(fields.String):
         return value
 
 
-class JsonObject(fields.Field[dict[str, Any]]):
-    """A JSON object that relays unchanged to any client: finite numbers, no binary, bounded size."""
+class JsonValue(fields.Field[Any]):
+    """JSON that relays unchanged to any client: finite numbers, no binary, bounded size."""
 
     default_error_messages: dict[str, str | list[Any] | dict[Any, Any]] = {  # noqa: RUF012
         "invalid": "Must be a JSON object.",
@@ -47,12 +49,13 @@ class JsonObject(fields.Field[dict[str, Any]]):
         "too_large": "Must encode to at most {max} bytes of JSON.",
     }
 
-    def __init__(self, *, max_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_bytes: int, objects_only: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_bytes = max_bytes
+        self.objects_only = objects_only
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if self.objects_only and not isinstance(value, dict):
             raise self.make_error("invalid")
         try:
             encoded = orjson.dumps(value)
@@ -82,8 +85,22 @@ def room_field(**kwargs: Any) -> StrictString:
     )
 
 
-def target_field() -> StrictString:
-    return StrictString(required=True, validate=validate.Length(min=1, max=PEER_ID_MAX))
+def stream_id_field(**kwargs: Any) -> StrictString:
+    # Same rule as rooms: an Ant Media P2P call's streamId is the room's name.
+    return StrictString(validate=validate.Regexp(ROOM_PATTERN, error=STREAM_ID_RULE), **kwargs)
+
+
+class RelaySchema(Schema):
+    """Fields every relayed message shares: whom it is for, and optionally through what."""
+
+    target = StrictString(required=True, validate=validate.Length(min=1, max=PEER_ID_MAX))
+    room = room_field(load_default=None)
+    streamId = stream_id_field(load_default=None)
+
+    @validates_schema
+    def _one_route(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["room"] is not None and data["streamId"] is not None:
+            raise ValidationError("Give room or streamId, not both.", "streamId")
 
 
 class CandidateSchema(Schema):
@@ -110,36 +127,55 @@ class CandidateSchema(Schema):
 
 
 def build_schemas(limits: Limits) -> dict[str, Schema]:
-    """One schema per socket.io event that carries a payload."""
-    sdp = StrictString(required=True, validate=validate.Length(min=1, max=limits.sdp_chars))
-    description = Schema.from_dict(
-        {"target": target_field(), "sdp": sdp, "room": room_field(load_default=None)},
+    """One schema per socket.io event."""
+    description = RelaySchema.from_dict(
+        {"sdp": StrictString(required=True, validate=validate.Length(min=1, max=limits.sdp_chars))},
         name="DescriptionSchema",
     )
-    candidate = Schema.from_dict(
+    candidate = RelaySchema.from_dict(
         {
-            "target": target_field(),
             "candidate": fields.Nested(
                 CandidateSchema(max_chars=limits.candidate_chars), required=True, allow_none=True
-            ),
-            "room": room_field(load_default=None),
+            )
         },
         name="IceCandidateSchema",
+    )
+    peer_message = RelaySchema.from_dict(
+        {
+            "definition": StrictString(load_default=None, validate=validate.Length(max=128)),
+            "data": JsonValue(max_bytes=limits.peer_message_bytes, required=True, allow_none=True),
+        },
+        name="PeerMessageSchema",
     )
     join = Schema.from_dict(
         {
             "room": room_field(required=True),
-            "metadata": JsonObject(max_bytes=limits.metadata_bytes, load_default=dict),
+            "metadata": JsonValue(max_bytes=limits.metadata_bytes, objects_only=True, load_default=dict),
         },
         name="JoinSchema",
     )
     leave = Schema.from_dict({"room": room_field(required=True)}, name="LeaveSchema")
+    publish = Schema.from_dict(
+        {
+            "streamId": stream_id_field(required=True),
+            "room": room_field(load_default=None),
+            "maxViewers": fields.Integer(
+                strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1)
+            ),
+        },
+        name="PublishSchema",
+    )
+    stream = Schema.from_dict({"streamId": stream_id_field(required=True)}, name="StreamSchema")
     return {
         "join": join(),
         "leave": leave(),
         "offer": description(),
         "answer": description(),
         "ice-candidate": candidate(),
+        "peer-message": peer_message(),
+        "publish": publish(),
+        "play": stream(),
+        "stop": stream(),
     }
 
 

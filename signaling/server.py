@@ -7,9 +7,9 @@ from pathlib import Path
 from aiohttp import web
 
 from signaling.hub import Hub, LocalDelivery
-from signaling.rooms import MemoryRoomStore
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
+from signaling.store import MemoryStore
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 
@@ -22,7 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    hub = Hub(MemoryRoomStore(), LocalDelivery(), room_capacity=settings.room_capacity)
+    hub = Hub(MemoryStore(), LocalDelivery(), room_capacity=settings.room_capacity)
     sio = SignalingServer(
         async_mode="aiohttp",
         cors_allowed_origins=settings.cors_allowed_origins,

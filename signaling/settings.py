@@ -112,6 +112,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_sdp_chars", "MAX_SDP_CHARS", _positive_int, "longest SDP accepted"),
     Option("max_candidate_chars", "MAX_CANDIDATE_CHARS", _positive_int, "longest ICE candidate accepted"),
     Option("max_metadata_bytes", "MAX_METADATA_BYTES", _positive_int, "largest join metadata, as JSON"),
+    Option(
+        "max_peer_message_bytes",
+        "MAX_PEER_MESSAGE_BYTES",
+        _positive_int,
+        "largest peer-message data, as JSON",
+    ),
     Option("ping_interval", "PING_INTERVAL", _positive_float, "seconds between heartbeats"),
     Option(
         "ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"
@@ -138,6 +144,7 @@ class Settings:
     max_sdp_chars: int = Limits.sdp_chars
     max_candidate_chars: int = Limits.candidate_chars
     max_metadata_bytes: int = Limits.metadata_bytes
+    max_peer_message_bytes: int = Limits.peer_message_bytes
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     log_level: str = "INFO"
@@ -149,6 +156,7 @@ class Settings:
             sdp_chars=self.max_sdp_chars,
             candidate_chars=self.max_candidate_chars,
             metadata_bytes=self.max_metadata_bytes,
+            peer_message_bytes=self.max_peer_message_bytes,
         )
 
     @classmethod

@@ -23,9 +23,15 @@ from signaling.messages import (
     Outbound,
     PeerJoined,
     PeerLeft,
+    PeerMessage,
     Relayed,
     SessionDescription,
     Signal,
+    StreamEnded,
+    StreamPublished,
+    StreamUnpublished,
+    ViewerJoined,
+    ViewerLeft,
     candidate_fields,
 )
 from signaling.schemas import Limits, build_schemas, parse
@@ -40,20 +46,36 @@ Dispatch = Callable[[str, list[Any]], Awaitable[Reply]]
 def render(message: Outbound) -> tuple[str, dict[str, Any]]:
     """The socket.io event and payload a peer receives for a core message."""
     match message:
-        case Relayed(signal=SessionDescription(type=kind, sdp=sdp)):
-            return kind, {"from": message.sender, "target": message.target, "room": message.room, "sdp": sdp}
-        case Relayed(signal=IceCandidate(candidate=candidate)):
-            body = None if candidate is None else candidate_fields(candidate)
-            return "ice-candidate", {
-                "from": message.sender,
-                "target": message.target,
-                "room": message.room,
-                "candidate": body,
-            }
+        case Relayed(route=route, signal=signal):
+            body: dict[str, Any] = {"from": message.sender, "target": message.target}
+            if route.room is not None:
+                body["room"] = route.room
+            else:
+                body["streamId"] = route.stream_id
+            match signal:
+                case SessionDescription(type=kind, sdp=sdp):
+                    return kind, {**body, "sdp": sdp}
+                case IceCandidate(candidate=candidate):
+                    return "ice-candidate", {
+                        **body,
+                        "candidate": None if candidate is None else candidate_fields(candidate),
+                    }
+                case PeerMessage(definition=definition, data=data):
+                    return "peer-message", {**body, "definition": definition, "data": data}
         case PeerJoined(room=room, peer_id=peer_id, metadata=metadata):
             return "peer-joined", {"room": room, "peerId": peer_id, "metadata": metadata}
         case PeerLeft(room=room, peer_id=peer_id, reason=reason):
             return "peer-left", {"room": room, "peerId": peer_id, "reason": reason}
+        case StreamPublished(room=room, stream_id=stream_id, publisher=publisher):
+            return "stream-published", {"room": room, "streamId": stream_id, "peerId": publisher}
+        case StreamUnpublished(room=room, stream_id=stream_id, publisher=publisher):
+            return "stream-unpublished", {"room": room, "streamId": stream_id, "peerId": publisher}
+        case ViewerJoined(stream_id=stream_id, viewer=viewer):
+            return "viewer-joined", {"streamId": stream_id, "viewerId": viewer}
+        case ViewerLeft(stream_id=stream_id, viewer=viewer, reason=reason):
+            return "viewer-left", {"streamId": stream_id, "viewerId": viewer, "reason": reason}
+        case StreamEnded(stream_id=stream_id, reason=reason):
+            return "stream-ended", {"streamId": stream_id, "reason": reason}
     raise TypeError(f"no socket.io rendering for {message!r}")
 
 
@@ -122,6 +144,10 @@ class SocketIOTransport:
             "offer": partial(self.relay_description, "offer"),
             "answer": partial(self.relay_description, "answer"),
             "ice-candidate": self.relay_candidate,
+            "peer-message": self.relay_peer_message,
+            "publish": self.publish,
+            "play": self.play,
+            "stop": self.stop,
         }
         sio.dispatch = self.dispatch
         sio.on("connect", self.connect)
@@ -187,6 +213,25 @@ class SocketIOTransport:
         )
         return await self._relay(sid, request, IceCandidate(candidate))
 
+    async def relay_peer_message(self, sid: str, request: dict[str, Any]) -> Reply:
+        return await self._relay(sid, request, PeerMessage(request["definition"], request["data"]))
+
     async def _relay(self, sid: str, request: dict[str, Any], signal: Signal) -> Reply:
-        room = await self._hub.relay(sid, request["target"], signal, request["room"])
-        return {"room": room}
+        route = await self._hub.relay(
+            sid, request["target"], signal, room=request["room"], stream_id=request["streamId"]
+        )
+        return {"room": route.room} if route.room is not None else {"streamId": route.stream_id}
+
+    async def publish(self, sid: str, request: dict[str, Any]) -> Reply:
+        stream = await self._hub.publish(
+            sid, request["streamId"], room=request["room"], max_viewers=request["maxViewers"]
+        )
+        return {"streamId": stream.stream_id, "room": stream.room}
+
+    async def play(self, sid: str, request: dict[str, Any]) -> Reply:
+        stream = await self._hub.play(sid, request["streamId"])
+        return {"streamId": stream.stream_id, "publisher": stream.publisher}
+
+    async def stop(self, sid: str, request: dict[str, Any]) -> Reply:
+        ended = await self._hub.stop(sid, request["streamId"])
+        return {"streamId": request["streamId"], "stopped": ended}

@@ -9,9 +9,9 @@ from aiohttp import web
 
 from signaling.client import SignalingClient
 from signaling.hub import Hub
-from signaling.rooms import MemoryRoomStore
 from signaling.server import HUB, create_app
 from signaling.settings import Settings
+from signaling.store import MemoryStore
 from tests.helpers import ConnectPeer
 
 TEST_SETTINGS = Settings(
@@ -32,9 +32,9 @@ class RunningServer:
         return self.app[HUB]
 
     @property
-    def store(self) -> MemoryRoomStore:
+    def store(self) -> MemoryStore:
         store = self.hub.store
-        assert isinstance(store, MemoryRoomStore)
+        assert isinstance(store, MemoryStore)
         return store
 
 

@@ -15,7 +15,7 @@ from signaling.errors import ErrorCode
 from tests.conftest import RunningServer
 from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer
 
-EVENTS = ["join", "leave", "offer", "answer", "ice-candidate"]
+EVENTS = ["join", "leave", "offer", "answer", "ice-candidate", "peer-message", "publish", "play", "stop"]
 FIELD_NAMES = [
     "room",
     "metadata",

@@ -14,8 +14,13 @@ from signaling.messages import (
     PeerLeft,
     Relayed,
     SessionDescription,
+    StreamEnded,
+    StreamPublished,
+    StreamUnpublished,
+    ViewerJoined,
+    ViewerLeft,
 )
-from signaling.rooms import MemoryRoomStore
+from signaling.store import MemoryStore, Route
 
 
 class Recorder:
@@ -32,7 +37,7 @@ class Broken:
 
 
 def make_hub(*peer_ids: str) -> tuple[Hub, dict[str, Recorder]]:
-    hub = Hub(MemoryRoomStore(), LocalDelivery(), room_capacity=3)
+    hub = Hub(MemoryStore(), LocalDelivery(), room_capacity=3)
     sinks = {peer_id: Recorder() for peer_id in peer_ids}
     for peer_id, sink in sinks.items():
         hub.connect(peer_id, sink)
@@ -55,10 +60,11 @@ async def test_relay_reaches_the_target_only() -> None:
     for sink in sinks.values():
         sink.messages.clear()
     offer = SessionDescription("offer", "v=0")
-    assert await hub.relay("a", "b", offer) == "r"
+    assert await hub.relay("a", "b", offer) == Route(room="r")
     candidate = IceCandidate(Candidate("candidate:1", "0", 0))
     await hub.relay("a", "b", candidate)
-    assert sinks["b"].messages == [Relayed("a", "b", "r", offer), Relayed("a", "b", "r", candidate)]
+    via = Route(room="r")
+    assert sinks["b"].messages == [Relayed("a", "b", via, offer), Relayed("a", "b", via, candidate)]
     assert sinks["a"].messages == [] and sinks["c"].messages == []
 
 
@@ -81,7 +87,7 @@ async def test_leave_and_disconnect_reasons() -> None:
     assert sinks["a"].messages[-2:] == [PeerLeft("r", "c", "left"), PeerLeft("r", "b", "disconnected")]
     assert await hub.store.members("r") != []
     await hub.disconnect("a")
-    assert isinstance(hub.store, MemoryRoomStore) and hub.store.is_empty()
+    assert isinstance(hub.store, MemoryStore) and hub.store.is_empty()
     assert hub.delivery.connected() == 1  # only c, which left the room but is still connected
 
 
@@ -106,3 +112,57 @@ async def test_a_failing_receiver_does_not_fail_the_sender_or_others() -> None:
     await hub.relay("a", "b", SessionDescription("offer", "v=0"))
     await hub.disconnect("a")
     assert sinks["c"].messages[-1] == PeerLeft("r", "a", "disconnected")
+
+
+async def test_streams_tell_publisher_viewers_and_room() -> None:
+    hub, sinks = make_hub("pub", "v1", "v2", "member")
+    await hub.join("pub", "conf", {})
+    await hub.join("member", "conf", {})
+    sinks["pub"].messages.clear()
+    await hub.publish("pub", "cam", room="conf")
+    assert sinks["member"].messages[-1] == StreamPublished("conf", "cam", "pub")
+    await hub.play("v1", "cam")
+    await hub.play("v2", "cam")
+    assert sinks["pub"].messages == [ViewerJoined("cam", "v1"), ViewerJoined("cam", "v2")]
+    assert await hub.relay("pub", "v1", SessionDescription("offer", "v=0")) == Route(stream_id="cam")
+    await hub.stop_playing("v1", "cam")
+    assert sinks["pub"].messages[-1] == ViewerLeft("cam", "v1", "stopped")
+    await hub.unpublish("pub", "cam")
+    assert sinks["v2"].messages[-1] == StreamEnded("cam", "stopped")
+    assert sinks["member"].messages[-1:] == [StreamUnpublished("conf", "cam", "pub")]
+    assert sinks["v1"].messages == [
+        Relayed("pub", "v1", Route(stream_id="cam"), SessionDescription("offer", "v=0"))
+    ]
+
+
+async def test_publisher_disconnect_ends_its_streams_and_plays() -> None:
+    hub, sinks = make_hub("pub", "viewer", "member")
+    await hub.join("pub", "conf", {})
+    await hub.join("member", "conf", {})
+    await hub.publish("pub", "cam", room="conf")
+    await hub.publish("member", "other")
+    await hub.play("viewer", "cam")
+    await hub.play("pub", "other")
+    sinks["member"].messages.clear()
+    await hub.disconnect("pub")
+    assert sinks["viewer"].messages[-1] == StreamEnded("cam", "disconnected")
+    assert sinks["member"].messages == [
+        StreamUnpublished("conf", "cam", "pub"),
+        ViewerLeft("other", "pub", "disconnected"),
+        PeerLeft("conf", "pub", "disconnected"),
+    ]
+
+
+async def test_leaving_a_room_ends_the_streams_published_in_it() -> None:
+    hub, sinks = make_hub("a", "b")
+    await hub.join("a", "conf", {})
+    await hub.join("b", "conf", {})
+    await hub.publish("a", "in-room", room="conf")
+    await hub.publish("a", "elsewhere")
+    await hub.leave("a", "conf")
+    assert sinks["b"].messages[-2:] == [
+        StreamUnpublished("conf", "in-room", "a"),
+        PeerLeft("conf", "a", "left"),
+    ]
+    assert await hub.store.stream("in-room") is None
+    assert await hub.store.stream("elsewhere") is not None

@@ -37,7 +37,7 @@ def test_join() -> None:
 
 def test_descriptions() -> None:
     loaded = load("offer", {"target": "p", "sdp": SDP_OFFER[:900]})
-    assert loaded == {"target": "p", "sdp": SDP_OFFER[:900], "room": None}
+    assert loaded == {"target": "p", "sdp": SDP_OFFER[:900], "room": None, "streamId": None}
     assert load("answer", {"target": "p", "sdp": "v=0", "room": "r"})["room"] == "r"
     assert "sdp" in (refusal("offer", {"target": "p", "sdp": "v" * 1001}).fields or {})
     assert "target" in (refusal("offer", {"target": "", "sdp": "v=0"}).fields or {})
