@@ -100,12 +100,14 @@ class Hub:
         return existing
 
     async def leave(self, peer_id: str, room: str) -> None:
-        """Leave a room, ending first the streams the peer published in it."""
-        published, _ = await self.store.peer_streams(peer_id)
-        for stream_id in published:
+        """Leave a room, ending first what the peer published or played in it."""
+        if room not in await self.store.rooms_of(peer_id):
+            raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
+        published, playing = await self.store.peer_streams(peer_id)
+        for stream_id in [*published, *playing]:
             stream = await self.store.stream(stream_id)
             if stream is not None and stream.room == room:
-                await self.unpublish(peer_id, stream_id)
+                await self.stop(peer_id, stream_id)
         remaining = await self.store.leave(room, peer_id)
         log.info("peer=%s room=%s left", peer_id, room)
         await self._tell(remaining, PeerLeft(room, peer_id, "left"))
@@ -173,6 +175,34 @@ class Hub:
         log.debug("peer=%s relay %s to %s via %s: %r", sender, type(signal).__name__, target, route, signal)
         await self.delivery.deliver(target, Relayed(sender, target, route, signal))
         return route
+
+    async def counterpart(self, peer_id: str, key: str) -> tuple[str, Route]:
+        """The one peer on the other side of a stream or two-peer room named `key`.
+
+        Protocols that address a call by its name rather than by peer (Ant Media's streamId) relay
+        through this: a stream's publisher reaches its single viewer and a viewer its publisher; a
+        peer in a room reaches the only other member.
+        """
+        published, playing = await self.store.peer_streams(peer_id)
+        if key in published or key in playing:
+            stream = await self.store.stream(key)
+            assert stream is not None, "a stream the store lists for a peer exists"
+            others = list(stream.viewers) if key in published else [stream.publisher]
+            return self._single(others, key), Route(stream_id=key)
+        if key in await self.store.rooms_of(peer_id):
+            others = [m.peer_id for m in await self.store.members(key) if m.peer_id != peer_id]
+            return self._single(others, key), Route(room=key)
+        raise SignalingError(ErrorCode.NOT_JOINED, f"not in a room or stream named {key!r}")
+
+    @staticmethod
+    def _single(others: list[str], key: str) -> str:
+        if not others:
+            raise SignalingError(ErrorCode.UNKNOWN_TARGET, f"nobody else is in {key!r} yet")
+        if len(others) > 1:
+            raise SignalingError(
+                ErrorCode.UNKNOWN_TARGET, f"{key!r} has {len(others)} other peers; name a target"
+            )
+        return others[0]
 
     async def _announce_unpublished(self, stream: Stream, reason: EndReason) -> None:
         await self._tell(list(stream.viewers), StreamEnded(stream.stream_id, reason))

@@ -1,4 +1,4 @@
-"""Builds the aiohttp application: socket.io, health check and static client files."""
+"""Builds the aiohttp application: socket.io, the Ant Media WebSocket, health check, client files."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from signaling.antmedia_transport import AntMediaTransport
 from signaling.hub import Hub, LocalDelivery
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
@@ -34,6 +35,13 @@ def create_app(settings: Settings) -> web.Application:
     )
     ice_servers = [dict(server) for server in settings.ice_servers]
     SocketIOTransport(hub, sio, limits=settings.limits, ice_servers=lambda: ice_servers)
+    antmedia = AntMediaTransport(
+        hub,
+        limits=settings.limits,
+        max_message_bytes=settings.max_message_bytes,
+        heartbeat=settings.ping_interval,
+        ice_servers=lambda: ice_servers,
+    )
 
     app = web.Application()
     app[HUB] = hub
@@ -41,4 +49,5 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/client/", CLIENT_DIR)
+    app.router.add_get("/{app}/websocket", antmedia.handle)
     return app

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -12,6 +13,7 @@ from signaling.hub import Hub
 from signaling.server import HUB, create_app
 from signaling.settings import Settings
 from signaling.store import MemoryStore
+from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 
 TEST_SETTINGS = Settings(
@@ -80,3 +82,23 @@ async def connect(server: RunningServer) -> AsyncIterator[ConnectPeer]:
     yield make
     for client in clients:
         await client.close()
+
+
+ConnectAntMedia = Callable[..., Awaitable[AntMediaClient]]
+
+
+@pytest.fixture
+async def antmedia(server: RunningServer) -> AsyncIterator[ConnectAntMedia]:
+    """Open raw Ant Media WebSocket connections, the way the SDK does; closed after the test."""
+    clients: list[AntMediaClient] = []
+    async with aiohttp.ClientSession() as http:
+
+        async def make(url: str | None = None, app: str = "WebRTCAppEE") -> AntMediaClient:
+            base = (url or server.url).replace("http", "ws")
+            client = AntMediaClient(await http.ws_connect(f"{base}/{app}/websocket?target=origin"))
+            clients.append(client)
+            return client
+
+        yield make
+        for client in clients:
+            await client.close()

@@ -166,3 +166,16 @@ async def test_leaving_a_room_ends_the_streams_published_in_it() -> None:
     ]
     assert await hub.store.stream("in-room") is None
     assert await hub.store.stream("elsewhere") is not None
+
+
+async def test_leaving_a_room_stops_playing_its_streams() -> None:
+    hub, sinks = make_hub("a", "b")
+    await hub.join("a", "conf", {})
+    await hub.join("b", "conf", {})
+    await hub.publish("a", "a-cam", room="conf")
+    await hub.play("b", "a-cam")
+    await hub.leave("b", "conf")
+    assert sinks["a"].messages[-2:] == [ViewerLeft("a-cam", "b", "stopped"), PeerLeft("conf", "b", "left")]
+    with pytest.raises(SignalingError) as caught:
+        await hub.leave("b", "conf")
+    assert caught.value.code == ErrorCode.NOT_IN_ROOM

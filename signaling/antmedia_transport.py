@@ -1,0 +1,485 @@
+"""Ant Media Server's WebSocket JSON protocol, on the same core as socket.io.
+
+One text frame carries one JSON object with a `command`. `COMMANDS` maps each inbound command to
+its handler, `RENDERERS` maps each core message to what an Ant Media client receives, and
+`ERROR_DEFINITIONS` maps core error codes to Ant Media's error definitions: every translation
+between the two protocols is written once, in those three tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from signaling.antmedia_schemas import build_command_schemas
+from signaling.errors import ErrorCode, SignalingError
+from signaling.hub import Hub
+from signaling.messages import (
+    Candidate,
+    IceCandidate,
+    Outbound,
+    PeerJoined,
+    PeerLeft,
+    PeerMessage,
+    Relayed,
+    SessionDescription,
+    Signal,
+    StreamEnded,
+    StreamPublished,
+    StreamUnpublished,
+    ViewerJoined,
+    ViewerLeft,
+)
+from signaling.schemas import Limits, parse
+from signaling.store import Route
+
+log = logging.getLogger("signaling.antmedia")
+
+Message = dict[str, Any]
+
+# An Ant Media SDK publisher keeps one peer connection per streamId, so it can serve one viewer.
+SDK_VIEWER_LIMIT = 1
+P2P_ROOM_SIZE = 2
+
+# Commands of Ant Media's media server (track lists, bitrates, ...) that have no meaning without one.
+MEDIA_SERVER_COMMANDS = frozenset(
+    {
+        "getTrackList",
+        "enableTrack",
+        "toggleVideo",
+        "toggleAudio",
+        "forceStreamQuality",
+        "updateStreamMetaData",
+        "getBroadcastObject",
+        "getSubscriberCount",
+        "getSubscribers",
+        "getVideoTrackAssignments",
+        "updateVideoTrackAssignments",
+        "setMaxVideoTrackCount",
+        "assignVideoTrackCommand",
+        "getSubtracks",
+        "getSubtrackCount",
+        "registerPushNotificationToken",
+        "sendPushNotification",
+        "getDebugInfo",
+    }
+)
+
+ERROR_DEFINITIONS: dict[ErrorCode, str] = {
+    ErrorCode.ROOM_FULL: "NoSpaceForNewPeer",
+    ErrorCode.NOT_JOINED: "no_peer_associated_before",
+    ErrorCode.UNKNOWN_TARGET: "no_peer_associated_before",
+    ErrorCode.STREAM_IN_USE: "streamIdInUse",
+    ErrorCode.ALREADY_PUBLISHING: "already_publishing",
+    ErrorCode.ALREADY_PLAYING: "already_playing",
+    ErrorCode.NO_SUCH_STREAM: "no_stream_exist",
+    ErrorCode.NOT_PLAYING: "no_stream_exist",
+    ErrorCode.VIEWER_LIMIT_REACHED: "viewerLimitReached",
+    ErrorCode.INTERNAL_ERROR: "server_error_check_logs",
+}
+
+
+def notification(definition: str, **body: Any) -> Message:
+    return {"command": "notification", "definition": definition, **body}
+
+
+def error_message(error: SignalingError, request: Message | None = None) -> Message:
+    """Ant Media's `error` command, with this server's code and message alongside its definition."""
+    definition = ERROR_DEFINITIONS.get(error.code, str(error.code))
+    if error.code == ErrorCode.VALIDATION_FAILED and error.fields:
+        definition = _validation_definition(error.fields, request or {})
+    body: Message = {
+        "command": "error",
+        "definition": definition,
+        "code": str(error.code),
+        "message": error.message,
+    }
+    if error.fields is not None:
+        body["fields"] = error.fields
+    if request is not None and isinstance(request.get("streamId"), str):
+        body["streamId"] = request["streamId"][:64]
+    return body
+
+
+def _validation_definition(fields: dict[str, Any], request: Message) -> str:
+    if "streamId" in fields:
+        return "noStreamNameSpecified" if not request.get("streamId") else "invalidStreamName"
+    if "room" in fields:
+        return "no_room_specified" if not request.get("room") else "invalidRoomName"
+    return (
+        "missingParameter" if any("Missing data" in str(v) for v in fields.values()) else "invalidParameter"
+    )
+
+
+@dataclass
+class AntMediaPeer:
+    """One Ant Media WebSocket connection: a peer of the core, and the sink for its messages."""
+
+    peer_id: str
+    ws: web.WebSocketResponse
+    # How this connection entered each room: rooms joined with `join` are P2P calls.
+    p2p_rooms: set[str] = field(default_factory=set)
+    conference_streams: dict[str, str] = field(default_factory=dict)  # room -> assigned streamId
+    answered: set[str] = field(default_factory=set)  # streams whose play has been answered
+
+    async def send(self, message: Outbound) -> None:
+        renderer = RENDERERS[type(message)]
+        for command in renderer(self, message):
+            await self.write(command)
+
+    async def write(self, command: Message) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(orjson.dumps(command).decode())
+
+
+def _stream_of(route: Route) -> str:
+    # A P2P call's streamId is its room's name; publish/play relays carry the stream's own id.
+    return route.stream_id if route.stream_id is not None else str(route.room)
+
+
+def _render_relayed(peer: AntMediaPeer, message: Relayed) -> list[Message]:
+    stream_id = _stream_of(message.route)
+    match message.signal:
+        case SessionDescription(type=kind, sdp=sdp):
+            return [
+                {
+                    "command": "takeConfiguration",
+                    "streamId": stream_id,
+                    "type": kind,
+                    "sdp": sdp,
+                    "idMapping": {},
+                }
+            ]
+        case IceCandidate(candidate=None):
+            return []  # the SDK has no end-of-candidates message; trickle works without one
+        case IceCandidate(candidate=Candidate() as candidate):
+            return [
+                {
+                    "command": "takeCandidate",
+                    "streamId": stream_id,
+                    "label": candidate.sdp_mline_index,
+                    "id": candidate.sdp_mid,
+                    "candidate": candidate.candidate,
+                }
+            ]
+        case PeerMessage(definition=definition, data=data):
+            return [
+                {
+                    "command": "peerMessageCommand",
+                    "streamId": stream_id,
+                    "definition": definition,
+                    "data": data,
+                }
+            ]
+    raise TypeError(f"no Ant Media rendering for {message.signal!r}")
+
+
+def _render_peer_joined(peer: AntMediaPeer, message: PeerJoined) -> list[Message]:
+    # In a P2P call the peer that was there first makes the offer when the second one arrives.
+    return [{"command": "start", "streamId": message.room}] if message.room in peer.p2p_rooms else []
+
+
+def _render_peer_left(peer: AntMediaPeer, message: PeerLeft) -> list[Message]:
+    return [{"command": "stop", "streamId": message.room}] if message.room in peer.p2p_rooms else []
+
+
+def _render_stream_published(peer: AntMediaPeer, message: StreamPublished) -> list[Message]:
+    if message.room not in peer.conference_streams:
+        return []
+    return [notification("streamJoined", streamId=message.stream_id, room=message.room)]
+
+
+def _render_stream_unpublished(peer: AntMediaPeer, message: StreamUnpublished) -> list[Message]:
+    if message.room not in peer.conference_streams:
+        return []
+    return [notification("streamLeaved", streamId=message.stream_id, room=message.room)]
+
+
+def _render_viewer_joined(peer: AntMediaPeer, message: ViewerJoined) -> list[Message]:
+    return [{"command": "start", "streamId": message.stream_id}]
+
+
+def _render_viewer_left(peer: AntMediaPeer, message: ViewerLeft) -> list[Message]:
+    # Closes the publisher's connection for this stream, so the next viewer gets a fresh one.
+    return [{"command": "stop", "streamId": message.stream_id}]
+
+
+def _render_stream_ended(peer: AntMediaPeer, message: StreamEnded) -> list[Message]:
+    peer.answered.discard(message.stream_id)
+    return [
+        {"command": "stop", "streamId": message.stream_id},
+        notification("play_finished", streamId=message.stream_id),
+    ]
+
+
+RENDERERS: dict[type, Callable[[AntMediaPeer, Any], list[Message]]] = {
+    Relayed: _render_relayed,
+    PeerJoined: _render_peer_joined,
+    PeerLeft: _render_peer_left,
+    StreamPublished: _render_stream_published,
+    StreamUnpublished: _render_stream_unpublished,
+    ViewerJoined: _render_viewer_joined,
+    ViewerLeft: _render_viewer_left,
+    StreamEnded: _render_stream_ended,
+}
+
+Handler = Callable[[AntMediaPeer, Message], Awaitable[list[Message]]]
+
+
+class AntMediaTransport:
+    """Serves `/{app}/websocket`: decodes frames, validates commands, calls the hub, replies."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        limits: Limits,
+        max_message_bytes: int,
+        heartbeat: float,
+        ice_servers: Callable[[], list[dict[str, Any]]],
+    ) -> None:
+        self._hub = hub
+        self._max_message_bytes = max_message_bytes
+        self._heartbeat = heartbeat
+        self._ice_servers = ice_servers
+        self._schemas = build_command_schemas(limits)
+        self._commands: dict[str, Handler] = {
+            "ping": self.ping,
+            "getIceServerConfig": self.get_ice_server_config,
+            "join": self.join,
+            "leave": self.leave,
+            "takeConfiguration": self.take_configuration,
+            "takeCandidate": self.take_candidate,
+            "peerMessageCommand": self.peer_message,
+            "publish": self.publish,
+            "play": self.play,
+            "stop": self.stop,
+            "joinRoom": self.join_room,
+            "leaveFromRoom": self.leave_from_room,
+            "getRoomInfo": self.get_room_info,
+            "getStreamInfo": self.get_stream_info,
+        }
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        # The SDK appends ?target=origin|edge; routing is by path only, so the query is ignored.
+        ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat)
+        await ws.prepare(request)
+        peer = AntMediaPeer(f"am-{secrets.token_urlsafe(12)}", ws)
+        log.info(
+            "peer=%s connected from %s (app %s)", peer.peer_id, request.remote, request.match_info["app"]
+        )
+        self._hub.connect(peer.peer_id, peer)
+        try:
+            async for frame in ws:
+                if frame.type == WSMsgType.TEXT:
+                    for reply in await self.dispatch(peer, frame.data):
+                        await peer.write(reply)
+                elif frame.type == WSMsgType.BINARY:
+                    refusal = SignalingError(
+                        ErrorCode.INVALID_PAYLOAD, "binary frames are not supported; send JSON text"
+                    )
+                    log.warning("peer=%s refused binary frame", peer.peer_id)
+                    await peer.write({**error_message(refusal), "definition": "binary_not_supported"})
+        finally:
+            # A closed socket counts as leaving everything, without a reply.
+            log.info("peer=%s disconnected (close code %s)", peer.peer_id, ws.close_code)
+            await self._hub.disconnect(peer.peer_id)
+        return ws
+
+    async def dispatch(self, peer: AntMediaPeer, text: str) -> list[Message]:
+        request: Message | None = None
+        name = "?"
+        try:
+            try:
+                decoded = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                raise SignalingError(ErrorCode.INVALID_PAYLOAD, "frame is not valid JSON") from None
+            if not isinstance(decoded, dict) or not isinstance(decoded.get("command"), str):
+                raise SignalingError(
+                    ErrorCode.INVALID_PAYLOAD, 'a frame must be a JSON object with a "command"'
+                )
+            request = decoded
+            name = decoded["command"][:64]
+            handler = self._commands.get(name)
+            if handler is None:
+                if name in MEDIA_SERVER_COMMANDS:
+                    raise SignalingError(
+                        ErrorCode.UNKNOWN_EVENT,
+                        f"{name} needs a media server; this is a signaling-only server",
+                    )
+                raise SignalingError(ErrorCode.UNKNOWN_EVENT, f"unknown command {name!r}")
+            schema = self._schemas.get(name)
+            fields = parse(schema, name, (decoded,)) if schema is not None else {}
+            return await handler(peer, fields)
+        except SignalingError as error:
+            log.warning("peer=%s command=%s refused: %s: %s", peer.peer_id, name, error.code, error.message)
+            reply = error_message(error, request)
+            if error.code == ErrorCode.INVALID_PAYLOAD and request is None:
+                reply["definition"] = "invalid_json"
+            elif error.code == ErrorCode.UNKNOWN_EVENT:
+                reply["definition"] = (
+                    "unknown_command" if name not in MEDIA_SERVER_COMMANDS else "not_supported"
+                )
+            return [reply]
+        except Exception:
+            log.exception("peer=%s command=%s failed", peer.peer_id, name)
+            failure = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this command")
+            return [error_message(failure, request)]
+
+    # Connection-level commands
+
+    async def ping(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        return [{"command": "pong"}]
+
+    async def get_ice_server_config(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        return [ice_server_config(self._ice_servers())]
+
+    # Peer to peer
+
+    async def join(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        room = request["streamId"]
+        metadata = {"client": "antmedia", "mode": request["mode"] or "both"}
+        await self._hub.join(peer.peer_id, room, metadata, capacity=P2P_ROOM_SIZE)
+        peer.p2p_rooms.add(room)
+        return [notification("joined", streamId=room)]
+
+    async def leave(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        room = request["streamId"]
+        await self._hub.leave(peer.peer_id, room)
+        peer.p2p_rooms.discard(room)
+        return [notification("leaved", streamId=room)]
+
+    async def take_configuration(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        stream_id = request["streamId"]
+        route = await self._relay(peer, stream_id, SessionDescription(request["type"], request["sdp"]))
+        # A viewer's answer completes its side of the negotiation: what Ant Media calls play_started.
+        if request["type"] == "answer" and route.stream_id is not None and stream_id not in peer.answered:
+            _, playing = await self._hub.store.peer_streams(peer.peer_id)
+            if stream_id in playing:
+                peer.answered.add(stream_id)
+                return [notification("play_started", streamId=stream_id)]
+        return []
+
+    async def take_candidate(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        candidate = Candidate(request["candidate"], request["id"], request["label"])
+        await self._relay(peer, request["streamId"], IceCandidate(candidate))
+        return []
+
+    async def peer_message(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        await self._relay(peer, request["streamId"], PeerMessage(request["definition"], request["data"]))
+        return []
+
+    async def _relay(self, peer: AntMediaPeer, stream_id: str, signal: Signal) -> Route:
+        target, route = await self._hub.counterpart(peer.peer_id, stream_id)
+        return await self._hub.relay(peer.peer_id, target, signal, room=route.room, stream_id=route.stream_id)
+
+    # Publish / play
+
+    async def publish(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        stream_id = request["streamId"]
+        room = next((r for r, s in peer.conference_streams.items() if s == stream_id), None)
+        if room is None and request["mainTrack"] in peer.conference_streams:
+            room = request["mainTrack"]
+        if await self._hub.store.stream(stream_id) is None:
+            # The SDK opens a peer connection on publish() and, when nobody answers it within 3 s,
+            # tears it down and publishes again, forever: without a media server nobody answers
+            # until a viewer plays. Closing it now stops that loop; `start` opens a fresh one per
+            # viewer. Written before the stream exists, so no viewer's `start` can overtake it.
+            await peer.write({"command": "stop", "streamId": stream_id})
+        await self._hub.publish(peer.peer_id, stream_id, room=room, max_viewers=SDK_VIEWER_LIMIT)
+        return [notification("publish_started", streamId=stream_id)]
+
+    async def play(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        await self._hub.play(peer.peer_id, request["streamId"])
+        return []  # the publisher is told to offer; its offer is what the player waits for
+
+    async def stop(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        stream_id = request["streamId"]
+        if stream_id in peer.p2p_rooms:
+            return await self.leave(peer, request)
+        ended = await self._hub.stop(peer.peer_id, stream_id)
+        peer.answered.discard(stream_id)
+        return [
+            notification("publish_finished" if ended == "published" else "play_finished", streamId=stream_id)
+        ]
+
+    async def get_stream_info(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        stream = await self._hub.store.stream(request["streamId"])
+        if stream is None:
+            raise SignalingError(ErrorCode.NO_SUCH_STREAM, f"no stream {request['streamId']!r} is published")
+        # No media passes through this server, so there are no resolutions or bitrates to report.
+        return [{"command": "streamInformation", "streamId": stream.stream_id, "streamInfo": []}]
+
+    # Conference
+
+    async def join_room(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        room = request["room"]
+        stream_id = request.get("streamId") or f"{room[:40]}-{secrets.token_hex(6)}"
+        metadata = {"client": "antmedia", "streamId": stream_id}
+        await self._hub.join(peer.peer_id, room, metadata)
+        peer.conference_streams[room] = stream_id
+        streams = [s.stream_id for s in await self._hub.store.room_streams(room)]
+        return [
+            notification(
+                "joinedTheRoom",
+                room=room,
+                streamId=stream_id,
+                streams=streams,
+                streamList=[{"streamId": s} for s in streams],
+            )
+        ]
+
+    async def leave_from_room(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        room = request["room"]
+        await self._hub.leave(peer.peer_id, room)
+        peer.conference_streams.pop(room, None)
+        return [notification("leavedFromRoom", room=room)]
+
+    async def get_room_info(self, peer: AntMediaPeer, request: Message) -> list[Message]:
+        room = request["room"]
+        streams = [
+            s.stream_id
+            for s in await self._hub.store.room_streams(room)
+            if s.stream_id != request.get("streamId")
+        ]
+        return [
+            {
+                "command": "roomInformation",
+                "room": room,
+                "streams": streams,
+                "streamList": [{"streamId": s} for s in streams],
+            }
+        ]
+
+
+def ice_server_config(servers: list[dict[str, Any]]) -> Message:
+    """Ant Media's single-server form: the first TURN server if any (it carries credentials),
+    otherwise the first STUN URL. The SDK adds a default STUN server beside a TURN one."""
+    urls = [(url, server) for server in servers for url in _urls(server)]
+    turn = next(((u, s) for u, s in urls if u.startswith(("turn:", "turns:"))), None)
+    if turn is not None:
+        url, server = turn
+        return {
+            "command": "iceServerConfig",
+            "stunServerUri": url,
+            "turnServerUsername": server.get("username", ""),
+            "turnServerCredential": server.get("credential", ""),
+        }
+    stun = next((u for u, _ in urls if u.startswith(("stun:", "stuns:"))), "")
+    return {
+        "command": "iceServerConfig",
+        "stunServerUri": stun,
+        "turnServerUsername": "",
+        "turnServerCredential": "",
+    }
+
+
+def _urls(server: dict[str, Any]) -> list[str]:
+    urls = server.get("urls", [])
+    return [urls] if isinstance(urls, str) else list(urls)

@@ -1,0 +1,291 @@
+"""The Ant Media WebSocket protocol against a real server, with raw WebSocket clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from signaling.antmedia_transport import ice_server_config
+from tests.antmedia_client import AntMediaClient
+from tests.conftest import ConnectAntMedia, RunningServer, StartServer
+from tests.helpers import SDP_ANSWER, SDP_OFFER
+
+CANDIDATE_LINE = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0"
+
+
+async def p2p_pair(antmedia: ConnectAntMedia, room: str = "call1") -> tuple[AntMediaClient, AntMediaClient]:
+    alice = await antmedia()
+    assert await alice.request("join", "notification:joined", streamId=room) == {
+        "command": "notification",
+        "definition": "joined",
+        "streamId": room,
+    }
+    bob = await antmedia()
+    await bob.request("join", "notification:joined", streamId=room, multiPeer=False, mode="both")
+    assert await alice.next("start") == {"command": "start", "streamId": room}
+    return alice, bob
+
+
+async def test_ping_and_ice_servers(antmedia: ConnectAntMedia) -> None:
+    client = await antmedia()
+    assert await client.request("ping", "pong") == {"command": "pong"}
+    assert await client.request("getIceServerConfig", "iceServerConfig") == {
+        "command": "iceServerConfig",
+        "stunServerUri": "stun:127.0.0.1:3478",
+        "turnServerUsername": "",
+        "turnServerCredential": "",
+    }
+
+
+def test_ice_server_config_prefers_turn_with_credentials() -> None:
+    servers: list[dict[str, Any]] = [
+        {"urls": "stun:stun.example:3478"},
+        {"urls": ["turns:turn.example:5349", "turn:turn.example:3478"], "username": "u", "credential": "c"},
+    ]
+    assert ice_server_config(servers) == {
+        "command": "iceServerConfig",
+        "stunServerUri": "turns:turn.example:5349",
+        "turnServerUsername": "u",
+        "turnServerCredential": "c",
+    }
+    assert ice_server_config([])["stunServerUri"] == ""
+
+
+async def test_any_app_name_is_served(antmedia: ConnectAntMedia) -> None:
+    for app in ("WebRTCAppEE", "LiveApp", "my-app"):
+        client = await antmedia(app=app)
+        await client.sync()
+
+
+async def test_p2p_call(antmedia: ConnectAntMedia) -> None:
+    alice, bob = await p2p_pair(antmedia)
+    await alice.send("takeConfiguration", streamId="call1", type="offer", sdp=SDP_OFFER)
+    assert await bob.next("takeConfiguration") == {
+        "command": "takeConfiguration",
+        "streamId": "call1",
+        "type": "offer",
+        "sdp": SDP_OFFER,
+        "idMapping": {},
+    }
+    await bob.send("takeConfiguration", streamId="call1", type="answer", sdp=SDP_ANSWER)
+    assert (await alice.next("takeConfiguration"))["sdp"] == SDP_ANSWER
+    await alice.send("takeCandidate", streamId="call1", label=0, id="0", candidate=CANDIDATE_LINE)
+    assert await bob.next("takeCandidate") == {
+        "command": "takeCandidate",
+        "streamId": "call1",
+        "label": 0,
+        "id": "0",
+        "candidate": CANDIDATE_LINE,
+    }
+    await bob.send("takeCandidate", streamId="call1", label=1, id="1", candidate=CANDIDATE_LINE)
+    assert (await alice.next("takeCandidate"))["label"] == 1
+    await alice.send("peerMessageCommand", streamId="call1", definition="chat", data="hello")
+    assert await bob.next("peerMessageCommand") == {
+        "command": "peerMessageCommand",
+        "streamId": "call1",
+        "definition": "chat",
+        "data": "hello",
+    }
+
+
+async def test_p2p_third_joiner_and_leaving(antmedia: ConnectAntMedia) -> None:
+    alice, bob = await p2p_pair(antmedia)
+    carol = await antmedia()
+    error = await carol.request("join", "error", streamId="call1")
+    assert error["definition"] == "NoSpaceForNewPeer"
+
+    assert await bob.request("leave", "notification:leaved", streamId="call1") == {
+        "command": "notification",
+        "definition": "leaved",
+        "streamId": "call1",
+    }
+    assert await alice.next("stop") == {"command": "stop", "streamId": "call1"}
+    refused = await alice.request("takeConfiguration", "error", streamId="call1", type="offer", sdp=SDP_OFFER)
+    assert refused["definition"] == "no_peer_associated_before"
+
+    # The peer that stayed gets a fresh start when someone joins again; a closed socket is a leave.
+    await carol.request("join", "notification:joined", streamId="call1")
+    assert await alice.next("start") == {"command": "start", "streamId": "call1"}
+    await carol.close()
+    assert await alice.next("stop") == {"command": "stop", "streamId": "call1"}
+    assert alice.pending() == {} and bob.pending() == {}
+
+
+async def test_relay_before_join_is_refused(antmedia: ConnectAntMedia) -> None:
+    client = await antmedia()
+    refused = await client.request(
+        "takeCandidate", "error", streamId="nowhere", label=0, id="0", candidate="c"
+    )
+    assert refused["definition"] == "no_peer_associated_before"
+    assert refused["streamId"] == "nowhere"
+
+
+async def test_publish_and_play(antmedia: ConnectAntMedia) -> None:
+    publisher = await antmedia()
+    viewer = await antmedia()
+    missing = await viewer.request("play", "error", streamId="show")
+    assert missing["definition"] == "no_stream_exist"
+
+    started = await publisher.request("publish", "notification:publish_started", streamId="show", video=True)
+    assert started == {"command": "notification", "definition": "publish_started", "streamId": "show"}
+    # The SDK's idle publish connection is closed until a viewer asks for an offer.
+    assert await publisher.next("stop") == {"command": "stop", "streamId": "show"}
+    await viewer.send("play", streamId="show", room="", trackList=[])
+    assert await publisher.next("start") == {"command": "start", "streamId": "show"}
+    await publisher.send("takeConfiguration", streamId="show", type="offer", sdp=SDP_OFFER)
+    assert (await viewer.next("takeConfiguration"))["type"] == "offer"
+    await viewer.send("takeConfiguration", streamId="show", type="answer", sdp=SDP_ANSWER)
+    assert (await publisher.next("takeConfiguration"))["type"] == "answer"
+    assert (await viewer.next("notification:play_started"))["streamId"] == "show"
+    await viewer.send("takeCandidate", streamId="show", label=0, id="0", candidate=CANDIDATE_LINE)
+    await publisher.send("takeCandidate", streamId="show", label=0, id="0", candidate=CANDIDATE_LINE)
+    assert (await publisher.next("takeCandidate"))["streamId"] == "show"
+    assert (await viewer.next("takeCandidate"))["streamId"] == "show"
+
+    # The SDK publisher holds one connection per stream: a second viewer is refused clearly.
+    second = await antmedia()
+    assert (await second.request("play", "error", streamId="show"))["definition"] == "viewerLimitReached"
+    intruder = await antmedia()
+    assert (await intruder.request("publish", "error", streamId="show"))["definition"] == "streamIdInUse"
+    assert (await publisher.request("publish", "error", streamId="show"))[
+        "definition"
+    ] == "already_publishing"
+
+    # A viewer that stops frees the seat; the publisher's connection for it is closed.
+    assert (await viewer.request("stop", "notification:play_finished", streamId="show"))["streamId"] == "show"
+    assert await publisher.next("stop") == {"command": "stop", "streamId": "show"}
+    await second.send("play", streamId="show")
+    assert await publisher.next("start") == {"command": "start", "streamId": "show"}
+
+    # The publisher stopping ends the play on the other side.
+    finished = await publisher.request("stop", "notification:publish_finished", streamId="show")
+    assert finished["streamId"] == "show"
+    assert await second.next("stop") == {"command": "stop", "streamId": "show"}
+    assert (await second.next("notification:play_finished"))["streamId"] == "show"
+
+
+async def test_publisher_disconnect_stops_its_viewer(antmedia: ConnectAntMedia) -> None:
+    publisher = await antmedia()
+    await publisher.request("publish", "notification:publish_started", streamId="gone")
+    viewer = await antmedia()
+    await viewer.send("play", streamId="gone")
+    await publisher.next("start")
+    await publisher.close()
+    assert await viewer.next("stop") == {"command": "stop", "streamId": "gone"}
+    await viewer.next("notification:play_finished")
+
+
+async def test_stream_info(antmedia: ConnectAntMedia) -> None:
+    client = await antmedia()
+    assert (await client.request("getStreamInfo", "error", streamId="nope"))[
+        "definition"
+    ] == "no_stream_exist"
+    await client.request("publish", "notification:publish_started", streamId="cam")
+    info = await client.request("getStreamInfo", "streamInformation", streamId="cam")
+    assert info == {"command": "streamInformation", "streamId": "cam", "streamInfo": []}
+
+
+async def test_conference(antmedia: ConnectAntMedia) -> None:
+    alice = await antmedia()
+    joined = await alice.request("joinRoom", "notification:joinedTheRoom", room="conf", mode="multitrack")
+    alice_stream = joined["streamId"]
+    assert joined["room"] == "conf" and joined["streams"] == [] and alice_stream.startswith("conf-")
+    await alice.request("publish", "notification:publish_started", streamId=alice_stream, mainTrack="conf")
+
+    bob = await antmedia()
+    joined = await bob.request("joinRoom", "notification:joinedTheRoom", room="conf", streamId="bob-cam")
+    assert joined["streamId"] == "bob-cam"
+    assert joined["streams"] == [alice_stream]
+    assert joined["streamList"] == [{"streamId": alice_stream}]
+    await bob.request("publish", "notification:publish_started", streamId="bob-cam")
+    assert await alice.next("notification:streamJoined") == {
+        "command": "notification",
+        "definition": "streamJoined",
+        "streamId": "bob-cam",
+        "room": "conf",
+    }
+    info = await alice.request("getRoomInfo", "roomInformation", room="conf", streamId=alice_stream)
+    assert info["streams"] == ["bob-cam"]
+
+    # Playing a member's stream works like publish/play.
+    await bob.send("play", streamId=alice_stream, room="conf")
+    assert await alice.next("start") == {"command": "start", "streamId": alice_stream}
+    await alice.send("takeConfiguration", streamId=alice_stream, type="offer", sdp=SDP_OFFER)
+    assert (await bob.next("takeConfiguration"))["streamId"] == alice_stream
+
+    left = await bob.request("leaveFromRoom", "notification:leavedFromRoom", room="conf", streamId="bob-cam")
+    assert left["room"] == "conf"
+    assert (await alice.next("notification:streamLeaved"))["streamId"] == "bob-cam"
+    assert await alice.next("stop") == {"command": "stop", "streamId": alice_stream}  # bob stopped playing
+
+    # stop of the own stream leaves the room's stream list too.
+    await alice.request("stop", "notification:publish_finished", streamId=alice_stream)
+    assert (await alice.request("getRoomInfo", "roomInformation", room="conf"))["streams"] == []
+
+
+@pytest.mark.parametrize(
+    ("command", "fields", "definition"),
+    [
+        ("join", {}, "noStreamNameSpecified"),
+        ("join", {"streamId": ""}, "noStreamNameSpecified"),
+        ("publish", {"streamId": "bad id!"}, "invalidStreamName"),
+        ("play", {"streamId": "a/b"}, "invalidStreamName"),
+        ("takeConfiguration", {"streamId": "x", "type": "pranswer", "sdp": "v=0"}, "invalidParameter"),
+        ("takeConfiguration", {"streamId": "x", "type": "offer"}, "missingParameter"),
+        ("takeCandidate", {"streamId": "x", "label": "0", "candidate": "c"}, "invalidParameter"),
+        ("joinRoom", {}, "no_room_specified"),
+        ("joinRoom", {"room": "no spaces"}, "invalidRoomName"),
+        ("bogusCommand", {}, "unknown_command"),
+        ("getTrackList", {"streamId": "x"}, "not_supported"),
+    ],
+)
+async def test_validation_errors(
+    antmedia: ConnectAntMedia, command: str, fields: dict[str, object], definition: str
+) -> None:
+    client = await antmedia()
+    error = await client.request(command, "error", **fields)
+    assert error["definition"] == definition, error
+    assert error["message"]
+    await client.sync()  # the connection stays open
+
+
+@pytest.mark.parametrize(
+    ("frame", "definition"),
+    [
+        ("{not json", "invalid_json"),
+        ("[1, 2]", "invalid_json"),
+        ('{"no": "command"}', "invalid_json"),
+        ('{"command": 5}', "invalid_json"),
+        (b"\x00\x01", "binary_not_supported"),
+    ],
+)
+async def test_malformed_frames(antmedia: ConnectAntMedia, frame: str | bytes, definition: str) -> None:
+    alice, bob = await p2p_pair(antmedia)
+    await alice.send_raw(frame)
+    error = await alice.next("error")
+    assert error["definition"] == definition
+    await alice.send("takeConfiguration", streamId="call1", type="offer", sdp=SDP_OFFER)
+    assert (await bob.next("takeConfiguration"))["sdp"] == SDP_OFFER
+
+
+async def test_oversized_frame_closes_with_1009(start_server: StartServer, antmedia: ConnectAntMedia) -> None:
+    small = await start_server(max_message_bytes=4096, max_sdp_chars=2048)
+    alice, bob = await p2p_pair(lambda: antmedia(small.url))
+    await alice.send("takeConfiguration", streamId="call1", type="offer", sdp="v" * 10000)
+    assert await alice.closed == 1009
+    assert await bob.next("stop") == {"command": "stop", "streamId": "call1"}
+    await bob.sync()
+
+
+async def test_everything_is_released_on_close(server: RunningServer, antmedia: ConnectAntMedia) -> None:
+    alice, bob = await p2p_pair(antmedia)
+    await alice.request("publish", "notification:publish_started", streamId="cam")
+    await bob.send("play", streamId="cam")
+    await alice.next("start")
+    await bob.request("joinRoom", "notification:joinedTheRoom", room="conf")
+    await alice.close()
+    await bob.next("stop")
+    await bob.close()
+    assert server.store.is_empty()
+    assert server.hub.delivery.connected() == 0
