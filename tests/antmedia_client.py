@@ -55,6 +55,10 @@ class AntMediaClient:
         """Wait until the server has handled everything sent so far (it answers in order)."""
         await self.request("ping", "pong")
 
+    def take_pending(self, kind: str) -> list[dict[str, Any]]:
+        queue = self._queues[kind]
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
     def pending(self) -> dict[str, int]:
         return {kind: queue.qsize() for kind, queue in self._queues.items() if queue.qsize()}
 

@@ -16,6 +16,8 @@ from signaling.store import MemoryStore
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 
+pytest_plugins = ["tests.browser_support"]
+
 TEST_SETTINGS = Settings(
     host="127.0.0.1",
     port=0,

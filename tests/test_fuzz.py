@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signaling.client import SignalingClient
 from signaling.errors import ErrorCode
-from tests.conftest import RunningServer
+from tests.antmedia_client import AntMediaClient
+from tests.conftest import ConnectAntMedia, RunningServer
 from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer
 
 EVENTS = ["join", "leave", "offer", "answer", "ice-candidate", "peer-message", "publish", "play", "stop"]
@@ -139,3 +141,78 @@ async def test_raw_frames_never_break_the_server(
             await assert_still_relays(alice, bob)
     await alice.close()
     await bob.close()
+
+
+AM_COMMANDS = [
+    "ping",
+    "getIceServerConfig",
+    "join",
+    "leave",
+    "publish",
+    "play",
+    "stop",
+    "joinRoom",
+    "leaveFromRoom",
+    "getRoomInfo",
+    "getStreamInfo",
+    "takeConfiguration",
+    "takeCandidate",
+    "peerMessageCommand",
+    "getTrackList",
+]
+AM_FIELDS = [
+    "streamId",
+    "room",
+    "type",
+    "sdp",
+    "label",
+    "id",
+    "candidate",
+    "definition",
+    "data",
+    "mode",
+    "mainTrack",
+]
+am_frames = st.one_of(
+    st.fixed_dictionaries(
+        {"command": st.one_of(st.sampled_from(AM_COMMANDS), json_like)},
+        optional={name: json_like for name in AM_FIELDS},
+    ).map(lambda d: orjson.dumps(d, option=orjson.OPT_NON_STR_KEYS).decode() if _encodable(d) else "{}"),
+    st.text(max_size=60),
+)
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return True
+
+
+@pytest.fixture
+async def am_peers(antmedia: ConnectAntMedia) -> tuple[AntMediaClient, AntMediaClient, AntMediaClient]:
+    fuzzer = await antmedia()
+    alice = await antmedia()
+    await alice.request("join", "notification:joined", streamId="honest-am")
+    bob = await antmedia()
+    await bob.request("join", "notification:joined", streamId="honest-am")
+    await alice.next("start")
+    return fuzzer, alice, bob
+
+
+@FUZZ
+@given(frame=am_frames)
+async def test_antmedia_frames_get_structured_replies(
+    am_peers: tuple[AntMediaClient, AntMediaClient, AntMediaClient], frame: str
+) -> None:
+    fuzzer, alice, bob = am_peers
+    await fuzzer.send_raw(frame)
+    await fuzzer.sync()
+    for error in fuzzer.take_pending("error"):
+        assert isinstance(error["definition"], str) and error["definition"]
+        assert error["code"] in CODES and error["message"]
+    assert not fuzzer.closed.done()
+    await alice.send("takeConfiguration", streamId="honest-am", type="offer", sdp=SDP_OFFER)
+    assert (await bob.next("takeConfiguration"))["sdp"] == SDP_OFFER
+    assert bob.pending() == {}
