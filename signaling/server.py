@@ -1,7 +1,10 @@
-"""Builds the aiohttp application: socket.io, the Ant Media WebSocket, health check, client files."""
+"""Builds the aiohttp application: socket.io, the Ant Media WebSocket, health check, the browser
+client and its demo pages."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -12,9 +15,12 @@ from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
 from signaling.store import MemoryStore
 
+log = logging.getLogger("signaling.server")
+
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 
 HUB = web.AppKey("hub", Hub)
+SOCKETIO = web.AppKey("socketio", SignalingServer)
 SETTINGS = web.AppKey("settings", Settings)
 
 
@@ -22,7 +28,18 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    path = CLIENT_DIR / "demo" / name
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path)
+
+    return serve
+
+
 def create_app(settings: Settings) -> web.Application:
+    if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
+        log.warning("client_js/node_modules is missing: run bin/setup, or the browser client cannot load")
     hub = Hub(MemoryStore(), LocalDelivery(), room_capacity=settings.room_capacity)
     sio = SignalingServer(
         async_mode="aiohttp",
@@ -45,9 +62,12 @@ def create_app(settings: Settings) -> web.Application:
 
     app = web.Application()
     app[HUB] = hub
+    app[SOCKETIO] = sio
     app[SETTINGS] = settings
     sio.attach(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", page("room.html"))
+    app.router.add_get("/broadcast", page("broadcast.html"))
     app.router.add_static("/client/", CLIENT_DIR)
     app.router.add_get("/{app}/websocket", antmedia.handle)
     return app

@@ -10,8 +10,9 @@ from aiohttp import web
 
 from signaling.client import SignalingClient
 from signaling.hub import Hub
-from signaling.server import HUB, create_app
+from signaling.server import HUB, SOCKETIO, create_app
 from signaling.settings import Settings
+from signaling.socketio_transport import SignalingServer
 from signaling.store import MemoryStore
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
@@ -34,6 +35,10 @@ class RunningServer:
     @property
     def hub(self) -> Hub:
         return self.app[HUB]
+
+    @property
+    def sio(self) -> SignalingServer:
+        return self.app[SOCKETIO]
 
     @property
     def store(self) -> MemoryStore:

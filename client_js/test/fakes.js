@@ -1,0 +1,165 @@
+// Stand-ins for RTCPeerConnection, media and the socket.io socket: enough behaviour to drive the
+// negotiation and routing logic in Node, with every call recorded for assertions.
+export const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+let descriptions = 0;
+
+export class FakeChannel {
+  constructor(label) {
+    this.label = label;
+    this.readyState = "connecting";
+    this.sent = [];
+  }
+  open() {
+    this.readyState = "open";
+    this.onopen?.();
+  }
+  send(data) {
+    this.sent.push(data);
+  }
+}
+
+export class FakePC {
+  static instances = [];
+
+  constructor(config) {
+    this.config = config;
+    this.signalingState = "stable";
+    this.connectionState = "new";
+    this.localDescription = null;
+    this.remoteDescription = null;
+    this.added = [];
+    this.senders = [];
+    this.channels = [];
+    this.closed = false;
+    this.restarts = 0;
+    FakePC.instances.push(this);
+  }
+
+  async setLocalDescription() {
+    await tick();
+    const type = this.signalingState === "have-remote-offer" ? "answer" : "offer";
+    this.localDescription = { type, sdp: `${type}-${++descriptions}` };
+    this.signalingState = type === "offer" ? "have-local-offer" : "stable";
+  }
+
+  async setRemoteDescription(description) {
+    await tick();
+    if (description.type === "offer") {
+      if (this.signalingState === "have-local-offer") this.localDescription = null; // rollback
+      this.signalingState = "have-remote-offer";
+    } else {
+      if (this.signalingState !== "have-local-offer") throw new Error("answer without an offer");
+      this.signalingState = "stable";
+    }
+    this.remoteDescription = description;
+  }
+
+  async addIceCandidate(candidate) {
+    await tick();
+    if (!this.remoteDescription) throw new Error("no remote description");
+    this.added.push(candidate);
+  }
+
+  addTrack(track, stream) {
+    const sender = { track, stream };
+    this.senders.push(sender);
+    this.#needNegotiation();
+    return sender;
+  }
+
+  removeTrack(sender) {
+    sender.track = null;
+    this.#needNegotiation();
+  }
+
+  // Like browsers: one event for changes made together, and only in the stable state.
+  #needNegotiation() {
+    if (this.negotiationPending) return;
+    this.negotiationPending = true;
+    queueMicrotask(() => {
+      this.negotiationPending = false;
+      if (this.signalingState === "stable") this.onnegotiationneeded?.();
+    });
+  }
+
+  getSenders() {
+    return this.senders;
+  }
+
+  createDataChannel(label) {
+    const channel = new FakeChannel(label);
+    this.channels.push(channel);
+    return channel;
+  }
+
+  restartIce() {
+    this.restarts += 1;
+  }
+
+  close() {
+    this.closed = true;
+    this.signalingState = "closed";
+  }
+}
+
+export class FakeTrack {
+  constructor(kind) {
+    this.kind = kind;
+    this.stopped = false;
+  }
+  stop() {
+    this.stopped = true;
+  }
+}
+
+export class FakeStream {
+  constructor(tracks = [new FakeTrack("audio"), new FakeTrack("video")]) {
+    this.tracks = tracks;
+  }
+  getTracks() {
+    return this.tracks;
+  }
+}
+
+export class FakeSocket {
+  constructor(id = "me") {
+    this.id = id;
+    this.handlers = new Map();
+    this.sent = [];
+    this.replies = {};
+    this.disconnected = false;
+    this.connectCalls = 0;
+  }
+  on(event, handler) {
+    if (!this.handlers.has(event)) this.handlers.set(event, []);
+    this.handlers.get(event).push(handler);
+  }
+  emit(event, payload) {
+    this.sent.push([event, payload]);
+  }
+  timeout() {
+    return {
+      emitWithAck: async (event, payload) => {
+        this.sent.push([event, payload]);
+        return this.replies[event]?.(payload) ?? { ok: true };
+      },
+    };
+  }
+  // The server sending an event to this client.
+  deliver(event, ...args) {
+    for (const handler of this.handlers.get(event) ?? []) handler(...args);
+  }
+  removeAllListeners() {
+    this.handlers.clear();
+  }
+  disconnect() {
+    this.disconnected = true;
+  }
+  connect() {
+    this.connectCalls += 1;
+  }
+  sentOf(event) {
+    return this.sent.filter(([name]) => name === event).map(([, payload]) => payload);
+  }
+}

@@ -1,0 +1,169 @@
+"""End to end in real headless Chromium: the demo pages and the browser client library, with fake
+cameras, against the real server. Media is checked with getStats (frames decoded), not trusted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import Browser, Page
+
+from tests.browser_support import open_page
+from tests.conftest import RunningServer
+
+TIMEOUT_MS = 30_000
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+# Frames decoded on every mesh connection of the page, and how many connections there are.
+MESH_FRAMES = """async () => {
+  const links = [...window.demo.client.links].filter(([key]) => key.startsWith("peer:"));
+  const counts = [];
+  for (const [, link] of links) {
+    let frames = 0;
+    (await link.pc.getStats()).forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0;
+    });
+    counts.push(frames);
+  }
+  return counts;
+}"""
+
+STREAM_FRAMES = """async (streamId) => {
+  let frames = 0;
+  for (const [key, link] of window.demo.client.links) {
+    if (!key.startsWith(`stream:${streamId}:`)) continue;
+    (await link.pc.getStats()).forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0;
+    });
+  }
+  return frames;
+}"""
+
+
+async def wait(page: Page, expression: str, arg: object = None) -> None:
+    await page.wait_for_function(expression, arg=arg, timeout=TIMEOUT_MS, polling=100)
+
+
+async def wait_mesh_media(page: Page, peers: int) -> None:
+    """Every one of `peers` connections decodes video, and shows it in a remote tile."""
+    await wait(
+        page,
+        f"({MESH_FRAMES})().then((c) => c.length === {peers} && c.every((n) => n > 0))",
+    )
+    await wait(
+        page,
+        f"document.querySelectorAll('.tile.remote video').length === {peers} && "
+        "[...document.querySelectorAll('.tile.remote video')].every((v) => v.videoWidth > 0)",
+    )
+
+
+async def open_room(browser: Browser, server: RunningServer, room: str, name: str, quality: str = "") -> Page:
+    extra = f"&quality={quality}" if quality else ""
+    page = await open_page(browser, f"{server.url}/?room={room}&name={name}{extra}")
+    await wait(page, "window.demo && window.demo.client.peerId && window.demo.client.rooms.size === 1")
+    return page
+
+
+async def chat(page: Page, text: str) -> None:
+    await page.fill("#chat-input", text)
+    await page.click("#chat-form button")
+
+
+async def test_two_pages_call_and_chat(browser: Browser, server: RunningServer) -> None:
+    alice = await open_room(browser, server, "duo", "Alice")
+    bob = await open_room(browser, server, "duo", "Bob")
+    for page in (alice, bob):
+        await wait_mesh_media(page, 1)
+        await wait(page, "document.querySelector('.tile.remote .state').textContent === 'connected'")
+        await wait(
+            page,
+            "window.demo.client.send('all', '') >= 0 && [...window.demo.client.links.values()][0].channel",
+        )
+    await chat(alice, "hello from Alice")
+    await wait(bob, "document.getElementById('chat-log').textContent.includes('hello from Alice')")
+    await chat(bob, "hi Alice, Bob here")
+    await wait(alice, "document.getElementById('chat-log').textContent.includes('hi Alice, Bob here')")
+    assert await bob.text_content(".tile.remote .label") == "Alice"
+
+
+async def test_four_pages_mesh_and_leaving(browser: Browser, server: RunningServer) -> None:
+    pages = [await open_room(browser, server, "four", f"P{i}", quality="low") for i in range(4)]
+    for page in pages:
+        await wait_mesh_media(page, 3)
+    leaver = pages.pop()
+    leaver_id = await leaver.evaluate("window.demo.client.peerId")
+    await leaver.click("#leave")
+    for page in pages:
+        await wait(page, "(id) => !document.querySelector(`.tile[data-peer='${id}']`)", leaver_id)
+        await wait(page, "document.querySelectorAll('.tile.remote').length === 2")
+
+
+async def test_dropped_socket_reconnects_and_media_flows_again(
+    browser: Browser, server: RunningServer
+) -> None:
+    alice = await open_room(browser, server, "flaky", "Alice")
+    bob = await open_room(browser, server, "flaky", "Bob")
+    await wait_mesh_media(alice, 1)
+    await wait_mesh_media(bob, 1)
+    old_id = await bob.evaluate("window.demo.client.peerId")
+
+    # (A statement list: evaluate() would call a function the expression returned.)
+    await bob.evaluate(
+        "() => { window.reconnects = 0; window.demo.client.on('reconnected', () => window.reconnects++); }"
+    )
+    # The page goes offline, which drops its socket, and comes back.
+    await bob.context.set_offline(True)
+    await wait(bob, "!window.demo.client.socket.connected")
+    await wait(bob, "document.getElementById('banner').textContent.includes('reconnecting')")
+    await bob.context.set_offline(False)
+
+    await wait(bob, "window.reconnects === 1")
+    new_id = await bob.evaluate("window.demo.client.peerId")
+    assert new_id != old_id
+    await wait(alice, "(id) => !document.querySelector(`.tile[data-peer='${id}']`)", old_id)
+    await wait(alice, "(id) => Boolean(document.querySelector(`.tile[data-peer='${id}']`))", new_id)
+    await wait_mesh_media(alice, 1)
+    await wait_mesh_media(bob, 1)
+
+
+async def test_broadcast_one_publisher_three_viewers(browser: Browser, server: RunningServer) -> None:
+    publisher = await open_page(browser, f"{server.url}/broadcast?stream=show&role=publish")
+    await wait(publisher, "document.getElementById('status').textContent === '0 viewers'")
+    viewers = [await open_page(browser, f"{server.url}/broadcast?stream=show&role=play") for _ in range(3)]
+    for viewer in viewers:
+        await wait(viewer, f"({STREAM_FRAMES})('show').then((n) => n > 0)")
+        await wait(viewer, "document.getElementById('video').videoWidth > 0")
+    await wait(publisher, "document.getElementById('status').textContent === '3 viewers'")
+
+
+PIXELS = """() => [...document.querySelectorAll('.tile video')].map((video) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64;
+  canvas.height = 48;
+  const context = canvas.getContext('2d');
+  context.drawImage(video, 0, 0, 64, 48);
+  const data = context.getImageData(0, 0, 64, 48).data;
+  const values = [];
+  for (let i = 0; i < data.length; i += 4) values.push(data[i] + data[i + 1] + data[i + 2]);
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const variance = values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length;
+  return { mean, variance };
+})"""
+
+
+async def test_room_screenshot_shows_two_video_tiles(browser: Browser, server: RunningServer) -> None:
+    alice = await open_room(browser, server, "shot", "Alice")
+    bob = await open_room(browser, server, "shot", "Bob")
+    await wait_mesh_media(alice, 1)
+    await wait_mesh_media(bob, 1)
+    await alice.set_viewport_size({"width": 1280, "height": 720})
+    assert await alice.locator(".tile video").count() == 2
+    assert await alice.locator("#lobby").is_hidden()
+    assert await alice.locator(".tile video").first.is_visible()
+    stats = await alice.evaluate(PIXELS)
+    assert len(stats) == 2
+    for tile in stats:
+        # The fake camera draws a moving pattern: a blank or black tile has no variance.
+        assert tile["mean"] > 20 and tile["variance"] > 100, stats
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = await alice.screenshot(path=str(ARTIFACTS / "room-two-peers.png"), full_page=True)
+    assert len(shot) > 20_000  # a rendered page with two live videos, not an empty canvas
