@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 
-from signaling.schemas import JsonValue, Limits, StrictString, room_field, stream_id_field
+from signaling.schemas import JsonValue, Limits, StrictString, require_mline, room_field, stream_id_field
 
 
 class Command(Schema):
@@ -20,8 +20,14 @@ class Command(Schema):
         unknown = EXCLUDE
 
 
-def _schema(name: str, fields_: Mapping[str, fields.Field[Any]]) -> Schema:
-    return Command.from_dict(dict(fields_), name=name)()
+def _schema(name: str, fields_: Mapping[str, fields.Field[Any]], base: type[Command] = Command) -> Schema:
+    return base.from_dict(dict(fields_), name=name)()
+
+
+class TakeCandidate(Command):
+    @validates_schema
+    def _mline(self, data: dict[str, Any], **kwargs: Any) -> None:
+        require_mline(data["candidate"], data["id"], data["label"], "label")
 
 
 def build_command_schemas(limits: Limits) -> dict[str, Schema]:
@@ -61,6 +67,7 @@ def build_command_schemas(limits: Limits) -> dict[str, Schema]:
                     required=True, validate=validate.Length(max=limits.candidate_chars)
                 ),
             },
+            base=TakeCandidate,
         ),
         "peerMessageCommand": _schema(
             "PeerMessageCommand",

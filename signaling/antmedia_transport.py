@@ -8,11 +8,13 @@ between the two protocols is written once, in those three tables.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -79,10 +81,19 @@ ERROR_DEFINITIONS: dict[ErrorCode, str] = {
     ErrorCode.ALREADY_PUBLISHING: "already_publishing",
     ErrorCode.ALREADY_PLAYING: "already_playing",
     ErrorCode.NO_SUCH_STREAM: "no_stream_exist",
-    ErrorCode.NOT_PLAYING: "no_stream_exist",
+    ErrorCode.NOT_STREAMING: "no_stream_exist",
     ErrorCode.VIEWER_LIMIT_REACHED: "viewerLimitReached",
     ErrorCode.INTERNAL_ERROR: "server_error_check_logs",
 }
+
+
+class AntMediaRefusal(SignalingError):
+    """A refusal that only exists in this protocol (bad frames, unknown commands): it names its
+    Ant Media definition itself, next to the core code it is reported with."""
+
+    def __init__(self, definition: str, code: ErrorCode, message: str) -> None:
+        super().__init__(code, message)
+        self.definition = definition
 
 
 def notification(definition: str, **body: Any) -> Message:
@@ -91,9 +102,12 @@ def notification(definition: str, **body: Any) -> Message:
 
 def error_message(error: SignalingError, request: Message | None = None) -> Message:
     """Ant Media's `error` command, with this server's code and message alongside its definition."""
-    definition = ERROR_DEFINITIONS.get(error.code, str(error.code))
-    if error.code == ErrorCode.VALIDATION_FAILED and error.fields:
+    if isinstance(error, AntMediaRefusal):
+        definition = error.definition
+    elif error.code == ErrorCode.VALIDATION_FAILED and error.fields:
         definition = _validation_definition(error.fields, request or {})
+    else:
+        definition = ERROR_DEFINITIONS.get(error.code, str(error.code))
     body: Message = {
         "command": "error",
         "definition": definition,
@@ -117,25 +131,71 @@ def _validation_definition(fields: dict[str, Any], request: Message) -> str:
     )
 
 
-@dataclass
-class AntMediaPeer:
-    """One Ant Media WebSocket connection: a peer of the core, and the sink for its messages."""
+@dataclass(frozen=True)
+class Membership:
+    """How this connection is in a room: a two-peer `join` call, or a `joinRoom` conference where
+    `stream_id` is the id it was given to publish."""
 
-    peer_id: str
-    ws: web.WebSocketResponse
-    # How this connection entered each room: rooms joined with `join` are P2P calls.
-    p2p_rooms: set[str] = field(default_factory=set)
-    conference_streams: dict[str, str] = field(default_factory=dict)  # room -> assigned streamId
-    answered: set[str] = field(default_factory=set)  # streams whose play has been answered
+    mode: Literal["p2p", "conference"]
+    stream_id: str | None = None
+
+
+class AntMediaPeer:
+    """One Ant Media WebSocket connection: a peer of the core, and the sink for its messages.
+
+    Everything it is sent, replies and deliveries alike, goes through one bounded queue written
+    by its own task: a client that stops reading fills its queue and is dropped, and never makes
+    the peer that sent it something wait.
+    """
+
+    def __init__(
+        self,
+        peer_id: str,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        max_backlog: int,
+    ) -> None:
+        self.peer_id = peer_id
+        self.ws = ws
+        self._transport = transport
+        self.rooms: dict[str, Membership] = {}
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(max_backlog)
+        self._writer = asyncio.create_task(self._write_all(), name=f"antmedia-writer-{peer_id}")
+
+    def mode(self, room: str) -> str | None:
+        membership = self.rooms.get(room)
+        return None if membership is None else membership.mode
 
     async def send(self, message: Outbound) -> None:
-        renderer = RENDERERS[type(message)]
-        for command in renderer(self, message):
-            await self.write(command)
+        for command in RENDERERS[type(message)](self, message):
+            self.write(command)
 
-    async def write(self, command: Message) -> None:
-        if not self.ws.closed:
-            await self.ws.send_str(orjson.dumps(command).decode())
+    def write(self, command: Message) -> None:
+        if self._writer.done():
+            return
+        try:
+            self._queue.put_nowait(command)
+        except asyncio.QueueFull:
+            # It does not read: cut it off (a goodbye would wait on the very buffer that is full).
+            # Its handler then sees the connection end and disconnects it from the core.
+            log.warning("peer=%s dropped: %d messages unread", self.peer_id, self._queue.maxsize)
+            self._writer.cancel()
+            if self._transport is not None:
+                self._transport.abort()
+
+    async def _write_all(self) -> None:
+        try:
+            while True:
+                command = await self._queue.get()
+                await self.ws.send_str(orjson.dumps(command).decode())
+        except ConnectionError as exc:
+            log.info("peer=%s connection lost while writing: %s", self.peer_id, exc)
+
+    async def close(self) -> None:
+        """Stop writing: called once the connection is gone."""
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
 
 
 def _stream_of(route: Route) -> str:
@@ -182,21 +242,21 @@ def _render_relayed(peer: AntMediaPeer, message: Relayed) -> list[Message]:
 
 def _render_peer_joined(peer: AntMediaPeer, message: PeerJoined) -> list[Message]:
     # In a P2P call the peer that was there first makes the offer when the second one arrives.
-    return [{"command": "start", "streamId": message.room}] if message.room in peer.p2p_rooms else []
+    return [{"command": "start", "streamId": message.room}] if peer.mode(message.room) == "p2p" else []
 
 
 def _render_peer_left(peer: AntMediaPeer, message: PeerLeft) -> list[Message]:
-    return [{"command": "stop", "streamId": message.room}] if message.room in peer.p2p_rooms else []
+    return [{"command": "stop", "streamId": message.room}] if peer.mode(message.room) == "p2p" else []
 
 
 def _render_stream_published(peer: AntMediaPeer, message: StreamPublished) -> list[Message]:
-    if message.room not in peer.conference_streams:
+    if peer.mode(message.room) != "conference":
         return []
     return [notification("streamJoined", streamId=message.stream_id, room=message.room)]
 
 
 def _render_stream_unpublished(peer: AntMediaPeer, message: StreamUnpublished) -> list[Message]:
-    if message.room not in peer.conference_streams:
+    if peer.mode(message.room) != "conference":
         return []
     return [notification("streamLeaved", streamId=message.stream_id, room=message.room)]
 
@@ -211,7 +271,6 @@ def _render_viewer_left(peer: AntMediaPeer, message: ViewerLeft) -> list[Message
 
 
 def _render_stream_ended(peer: AntMediaPeer, message: StreamEnded) -> list[Message]:
-    peer.answered.discard(message.stream_id)
     return [
         {"command": "stop", "streamId": message.stream_id},
         notification("play_finished", streamId=message.stream_id),
@@ -241,11 +300,13 @@ class AntMediaTransport:
         *,
         limits: Limits,
         max_message_bytes: int,
+        max_backlog: int,
         heartbeat: float,
         ice_servers: Callable[[], list[dict[str, Any]]],
     ) -> None:
         self._hub = hub
         self._max_message_bytes = max_message_bytes
+        self._max_backlog = max_backlog
         self._heartbeat = heartbeat
         self._ice_servers = ice_servers
         self._schemas = build_command_schemas(limits)
@@ -270,67 +331,76 @@ class AntMediaTransport:
         # The SDK appends ?target=origin|edge; routing is by path only, so the query is ignored.
         ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat)
         await ws.prepare(request)
-        peer = AntMediaPeer(f"am-{secrets.token_urlsafe(12)}", ws)
+        peer = AntMediaPeer(f"am-{secrets.token_urlsafe(12)}", ws, request.transport, self._max_backlog)
         log.info(
-            "peer=%s connected from %s (app %s)", peer.peer_id, request.remote, request.match_info["app"]
+            "peer=%s connected from %s (app %s)",
+            peer.peer_id,
+            request.remote,
+            request.match_info.get("app", "client"),
         )
         self._hub.connect(peer.peer_id, peer)
         try:
             async for frame in ws:
                 if frame.type == WSMsgType.TEXT:
-                    for reply in await self.dispatch(peer, frame.data):
-                        await peer.write(reply)
-                elif frame.type == WSMsgType.BINARY:
-                    refusal = SignalingError(
-                        ErrorCode.INVALID_PAYLOAD, "binary frames are not supported; send JSON text"
-                    )
-                    log.warning("peer=%s refused binary frame", peer.peer_id)
-                    await peer.write({**error_message(refusal), "definition": "binary_not_supported"})
+                    replies = await self.dispatch(peer, frame.data)
+                else:
+                    replies = [self._refuse(peer, None, BINARY_REFUSAL)]
+                for reply in replies:
+                    peer.write(reply)
         finally:
             # A closed socket counts as leaving everything, without a reply.
             log.info("peer=%s disconnected (close code %s)", peer.peer_id, ws.close_code)
             await self._hub.disconnect(peer.peer_id)
+            await peer.close()
         return ws
 
     async def dispatch(self, peer: AntMediaPeer, text: str) -> list[Message]:
         request: Message | None = None
-        name = "?"
         try:
             try:
                 decoded = orjson.loads(text)
             except orjson.JSONDecodeError:
-                raise SignalingError(ErrorCode.INVALID_PAYLOAD, "frame is not valid JSON") from None
+                raise AntMediaRefusal(
+                    "invalid_json", ErrorCode.INVALID_PAYLOAD, "frame is not valid JSON"
+                ) from None
             if not isinstance(decoded, dict) or not isinstance(decoded.get("command"), str):
-                raise SignalingError(
-                    ErrorCode.INVALID_PAYLOAD, 'a frame must be a JSON object with a "command"'
+                raise AntMediaRefusal(
+                    "missing_command",
+                    ErrorCode.INVALID_PAYLOAD,
+                    'a frame must be a JSON object with a "command"',
                 )
             request = decoded
-            name = decoded["command"][:64]
+            name = decoded["command"]
             handler = self._commands.get(name)
             if handler is None:
                 if name in MEDIA_SERVER_COMMANDS:
-                    raise SignalingError(
+                    raise AntMediaRefusal(
+                        "not_supported",
                         ErrorCode.UNKNOWN_EVENT,
-                        f"{name} needs a media server; this is a signaling-only server",
+                        f"{name} needs a media server; this server only signals",
                     )
-                raise SignalingError(ErrorCode.UNKNOWN_EVENT, f"unknown command {name!r}")
+                raise AntMediaRefusal(
+                    "unknown_command", ErrorCode.UNKNOWN_EVENT, f"unknown command {name[:64]!r}"
+                )
             schema = self._schemas.get(name)
             fields = parse(schema, name, (decoded,)) if schema is not None else {}
             return await handler(peer, fields)
         except SignalingError as error:
-            log.warning("peer=%s command=%s refused: %s: %s", peer.peer_id, name, error.code, error.message)
-            reply = error_message(error, request)
-            if error.code == ErrorCode.INVALID_PAYLOAD and request is None:
-                reply["definition"] = "invalid_json"
-            elif error.code == ErrorCode.UNKNOWN_EVENT:
-                reply["definition"] = (
-                    "unknown_command" if name not in MEDIA_SERVER_COMMANDS else "not_supported"
-                )
-            return [reply]
+            return [self._refuse(peer, request, error)]
         except Exception:
-            log.exception("peer=%s command=%s failed", peer.peer_id, name)
+            log.exception("peer=%s command %s failed", peer.peer_id, _command_name(request))
             failure = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this command")
             return [error_message(failure, request)]
+
+    def _refuse(self, peer: AntMediaPeer, request: Message | None, error: SignalingError) -> Message:
+        log.warning(
+            "peer=%s command=%s refused: %s: %s",
+            peer.peer_id,
+            _command_name(request),
+            error.code,
+            error.message,
+        )
+        return error_message(error, request)
 
     # Connection-level commands
 
@@ -345,24 +415,26 @@ class AntMediaTransport:
     async def join(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         room = request["streamId"]
         metadata = {"client": "antmedia", "mode": request["mode"] or "both"}
-        await self._hub.join(peer.peer_id, room, metadata, capacity=P2P_ROOM_SIZE)
-        peer.p2p_rooms.add(room)
+        await self._hub.join(peer.peer_id, room, metadata, capacity=P2P_ROOM_SIZE, mode="p2p")
+        peer.rooms[room] = Membership("p2p")
         return [notification("joined", streamId=room)]
 
     async def leave(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         room = request["streamId"]
-        await self._hub.leave(peer.peer_id, room)
-        peer.p2p_rooms.discard(room)
+        await self._leave_room(peer, room)
         return [notification("leaved", streamId=room)]
+
+    async def _leave_room(self, peer: AntMediaPeer, room: str) -> None:
+        await self._hub.leave(peer.peer_id, room)
+        peer.rooms.pop(room, None)
 
     async def take_configuration(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         stream_id = request["streamId"]
         route = await self._relay(peer, stream_id, SessionDescription(request["type"], request["sdp"]))
-        # A viewer's answer completes its side of the negotiation: what Ant Media calls play_started.
-        if request["type"] == "answer" and route.stream_id is not None and stream_id not in peer.answered:
+        # A player's answer completes its side of the negotiation: what Ant Media calls play_started.
+        if request["type"] == "answer" and route.stream_id is not None:
             _, playing = await self._hub.store.peer_streams(peer.peer_id)
             if stream_id in playing:
-                peer.answered.add(stream_id)
                 return [notification("play_started", streamId=stream_id)]
         return []
 
@@ -383,15 +455,17 @@ class AntMediaTransport:
 
     async def publish(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         stream_id = request["streamId"]
-        room = next((r for r, s in peer.conference_streams.items() if s == stream_id), None)
-        if room is None and request["mainTrack"] in peer.conference_streams:
+        if peer.mode(stream_id) == "p2p":
+            raise SignalingError(ErrorCode.STREAM_IN_USE, f"{stream_id!r} is the name of your P2P call")
+        room = next((r for r, m in peer.rooms.items() if m.stream_id == stream_id), None)
+        if room is None and peer.mode(request["mainTrack"] or "") == "conference":
             room = request["mainTrack"]
         if await self._hub.store.stream(stream_id) is None:
             # The SDK opens a peer connection on publish() and, when nobody answers it within 3 s,
             # tears it down and publishes again, forever: without a media server nobody answers
             # until a viewer plays. Closing it now stops that loop; `start` opens a fresh one per
-            # viewer. Written before the stream exists, so no viewer's `start` can overtake it.
-            await peer.write({"command": "stop", "streamId": stream_id})
+            # viewer. Queued before the stream exists, so no viewer's `start` can overtake it.
+            peer.write({"command": "stop", "streamId": stream_id})
         await self._hub.publish(peer.peer_id, stream_id, room=room, max_viewers=SDK_VIEWER_LIMIT)
         return [notification("publish_started", streamId=stream_id)]
 
@@ -401,10 +475,9 @@ class AntMediaTransport:
 
     async def stop(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         stream_id = request["streamId"]
-        if stream_id in peer.p2p_rooms:
+        if peer.mode(stream_id) == "p2p":
             return await self.leave(peer, request)
         ended = await self._hub.stop(peer.peer_id, stream_id)
-        peer.answered.discard(stream_id)
         return [
             notification("publish_finished" if ended == "published" else "play_finished", streamId=stream_id)
         ]
@@ -422,8 +495,8 @@ class AntMediaTransport:
         room = request["room"]
         stream_id = request.get("streamId") or f"{room[:40]}-{secrets.token_hex(6)}"
         metadata = {"client": "antmedia", "streamId": stream_id}
-        await self._hub.join(peer.peer_id, room, metadata)
-        peer.conference_streams[room] = stream_id
+        await self._hub.join(peer.peer_id, room, metadata, mode="conference")
+        peer.rooms[room] = Membership("conference", stream_id)
         streams = [s.stream_id for s in await self._hub.store.room_streams(room)]
         return [
             notification(
@@ -431,31 +504,43 @@ class AntMediaTransport:
                 room=room,
                 streamId=stream_id,
                 streams=streams,
-                streamList=[{"streamId": s} for s in streams],
+                streamList=_stream_list(streams),
             )
         ]
 
     async def leave_from_room(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         room = request["room"]
-        await self._hub.leave(peer.peer_id, room)
-        peer.conference_streams.pop(room, None)
+        await self._leave_room(peer, room)
         return [notification("leavedFromRoom", room=room)]
 
     async def get_room_info(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         room = request["room"]
-        streams = [
-            s.stream_id
-            for s in await self._hub.store.room_streams(room)
-            if s.stream_id != request.get("streamId")
-        ]
+        if peer.mode(room) is None:
+            # A room's stream list is for its members only.
+            raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
+        asker = request.get("streamId")
+        streams = [s.stream_id for s in await self._hub.store.room_streams(room) if s.stream_id != asker]
         return [
             {
                 "command": "roomInformation",
                 "room": room,
                 "streams": streams,
-                "streamList": [{"streamId": s} for s in streams],
+                "streamList": _stream_list(streams),
             }
         ]
+
+
+BINARY_REFUSAL = AntMediaRefusal(
+    "binary_not_supported", ErrorCode.INVALID_PAYLOAD, "binary frames are not supported; send JSON text"
+)
+
+
+def _stream_list(stream_ids: list[str]) -> list[Message]:
+    return [{"streamId": stream_id} for stream_id in stream_ids]
+
+
+def _command_name(request: Message | None) -> str:
+    return str(request.get("command"))[:64] if request is not None else "?"
 
 
 def ice_server_config(servers: list[dict[str, Any]]) -> Message:

@@ -20,11 +20,13 @@ class ErrorCode(StrEnum):
     UNKNOWN_TARGET = "unknown_target"
     STREAM_IN_USE = "stream_in_use"
     ALREADY_PUBLISHING = "already_publishing"
-    NOT_PUBLISHING = "not_publishing"
     NO_SUCH_STREAM = "no_such_stream"
     ALREADY_PLAYING = "already_playing"
-    NOT_PLAYING = "not_playing"
+    NOT_STREAMING = "not_streaming"
     VIEWER_LIMIT_REACHED = "viewer_limit_reached"
+    TOO_MANY_ROOMS = "too_many_rooms"
+    TOO_MANY_STREAMS = "too_many_streams"
+    ROOM_MODE_CONFLICT = "room_mode_conflict"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -92,9 +92,15 @@ class Hub:
     # Rooms
 
     async def join(
-        self, peer_id: str, room: str, metadata: Metadata, capacity: int | None = None
+        self,
+        peer_id: str,
+        room: str,
+        metadata: Metadata,
+        *,
+        capacity: int | None = None,
+        mode: str | None = None,
     ) -> list[Member]:
-        existing = await self.store.join(room, peer_id, metadata, capacity or self.room_capacity)
+        existing = await self.store.join(room, peer_id, metadata, capacity or self.room_capacity, mode)
         log.info("peer=%s room=%s joined (%d already there)", peer_id, room, len(existing))
         await self._tell([m.peer_id for m in existing], PeerJoined(room, peer_id, metadata))
         return existing
@@ -126,8 +132,7 @@ class Hub:
             max_viewers or "any",
         )
         if room is not None:
-            others = [m.peer_id for m in await self.store.members(room) if m.peer_id != peer_id]
-            await self._tell(others, StreamPublished(room, stream_id, peer_id))
+            await self._tell(await self._others(room, peer_id), StreamPublished(room, stream_id, peer_id))
         return stream
 
     async def unpublish(self, peer_id: str, stream_id: str) -> Stream:
@@ -157,7 +162,7 @@ class Hub:
         if stream_id in playing:
             await self.stop_playing(peer_id, stream_id)
             return "played"
-        raise SignalingError(ErrorCode.NOT_PLAYING, f"you neither publish nor play {stream_id!r}")
+        raise SignalingError(ErrorCode.NOT_STREAMING, f"you neither publish nor play {stream_id!r}")
 
     # Relay
 
@@ -186,12 +191,12 @@ class Hub:
         published, playing = await self.store.peer_streams(peer_id)
         if key in published or key in playing:
             stream = await self.store.stream(key)
-            assert stream is not None, "a stream the store lists for a peer exists"
+            if stream is None:  # ended between the two reads
+                raise SignalingError(ErrorCode.NOT_JOINED, f"stream {key!r} has ended")
             others = list(stream.viewers) if key in published else [stream.publisher]
             return self._single(others, key), Route(stream_id=key)
         if key in await self.store.rooms_of(peer_id):
-            others = [m.peer_id for m in await self.store.members(key) if m.peer_id != peer_id]
-            return self._single(others, key), Route(room=key)
+            return self._single(await self._others(key, peer_id), key), Route(room=key)
         raise SignalingError(ErrorCode.NOT_JOINED, f"not in a room or stream named {key!r}")
 
     @staticmethod
@@ -211,6 +216,9 @@ class Hub:
                 m.peer_id for m in await self.store.members(stream.room) if m.peer_id != stream.publisher
             ]
             await self._tell(others, StreamUnpublished(stream.room, stream.stream_id, stream.publisher))
+
+    async def _others(self, room: str, peer_id: str) -> list[str]:
+        return [m.peer_id for m in await self.store.members(room) if m.peer_id != peer_id]
 
     async def _tell(self, peer_ids: list[str], message: Outbound) -> None:
         for peer_id in peer_ids:

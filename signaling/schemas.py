@@ -21,6 +21,7 @@ ROOM_PATTERN = re.compile(r"\A[A-Za-z0-9_.\-]{1,64}\Z")
 ROOM_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
 STREAM_ID_RULE = f"Stream ids are {ROOM_RULE}."
 PEER_ID_MAX = 128
+MAX_REPORTED_FIELDS = 10
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,14 @@ class CandidateSchema(Schema):
     def _check(self, data: dict[str, Any], **kwargs: Any) -> None:
         if len(data["candidate"]) > self.max_chars:
             raise ValidationError(f"Longer than {self.max_chars} characters.", "candidate")
-        # Same rule as RTCPeerConnection.addIceCandidate: a real candidate needs an m-line.
-        if data["candidate"] and data["sdpMid"] is None and data["sdpMLineIndex"] is None:
-            raise ValidationError("sdpMid or sdpMLineIndex is required with a candidate.", "sdpMid")
+        require_mline(data["candidate"], data["sdpMid"], data["sdpMLineIndex"], "sdpMid")
+
+
+def require_mline(candidate: str, sdp_mid: str | None, sdp_mline_index: int | None, field_name: str) -> None:
+    """RTCPeerConnection.addIceCandidate's rule: a candidate (not the end-of-candidates marker)
+    must name its m-line, or no browser can use it."""
+    if candidate and sdp_mid is None and sdp_mline_index is None:
+        raise ValidationError("sdpMid or sdpMLineIndex is required with a candidate.", field_name)
 
 
 def build_schemas(limits: Limits) -> dict[str, Schema]:
@@ -198,10 +204,13 @@ def parse(schema: Schema, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
         result: dict[str, Any] = schema.load(payload)
     except ValidationError as exc:
         messages: dict[str, Any] = exc.normalized_messages()  # type: ignore[no-untyped-call]
+        # Bounded, so that a payload with thousands of bad keys cannot make a reply (and a log
+        # line) larger than itself.
+        reported = {str(name)[:64]: problem for name, problem in list(messages.items())[:MAX_REPORTED_FIELDS]}
+        more = len(messages) - len(reported)
+        summary = _summary(reported) + (f"; and {more} more" if more > 0 else "")
         raise SignalingError(
-            ErrorCode.VALIDATION_FAILED,
-            f"invalid {event} payload: {_summary(messages)}",
-            fields=messages,
+            ErrorCode.VALIDATION_FAILED, f"invalid {event} payload: {summary}", fields=reported
         ) from None
     return result
 

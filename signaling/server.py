@@ -13,7 +13,7 @@ from signaling.antmedia_transport import AntMediaTransport
 from signaling.hub import Hub, LocalDelivery
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
-from signaling.store import MemoryStore
+from signaling.store import MemoryStore, Store
 
 log = logging.getLogger("signaling.server")
 
@@ -37,11 +37,15 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     return serve
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    """The whole server; `store` replaces the in-memory state (tests, other backends)."""
     if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
         log.warning("client_js/node_modules is missing: run bin/setup, or the browser client cannot load")
-    hub = Hub(MemoryStore(), LocalDelivery(), room_capacity=settings.room_capacity)
+    hub = Hub(
+        store or MemoryStore(settings.peer_limits), LocalDelivery(), room_capacity=settings.room_capacity
+    )
     sio = SignalingServer(
+        max_backlog=settings.max_backlog,
         async_mode="aiohttp",
         cors_allowed_origins=settings.cors_allowed_origins,
         ping_interval=settings.ping_interval,
@@ -56,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
         hub,
         limits=settings.limits,
         max_message_bytes=settings.max_message_bytes,
+        max_backlog=settings.max_backlog,
         heartbeat=settings.ping_interval,
         ice_servers=lambda: ice_servers,
     )
@@ -66,8 +71,10 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     sio.attach(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/{app}/websocket", antmedia.handle)
+    # The static files below own every path under /client/, so that app name needs its own route.
+    app.router.add_get("/client/websocket", antmedia.handle)
     app.router.add_get("/", page("room.html"))
     app.router.add_get("/broadcast", page("broadcast.html"))
     app.router.add_static("/client/", CLIENT_DIR)
-    app.router.add_get("/{app}/websocket", antmedia.handle)
     return app

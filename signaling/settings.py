@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from signaling.schemas import Limits
+from signaling.store import PeerLimits
 
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
@@ -118,6 +119,19 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
         "largest peer-message data, as JSON",
     ),
+    Option("max_rooms_per_peer", "MAX_ROOMS_PER_PEER", _positive_int, "rooms one connection may be in"),
+    Option(
+        "max_streams_per_peer",
+        "MAX_STREAMS_PER_PEER",
+        _positive_int,
+        "streams one connection may publish and play",
+    ),
+    Option(
+        "max_backlog",
+        "MAX_PEER_BACKLOG",
+        _positive_int,
+        "messages queued for a client that is not reading before it is disconnected",
+    ),
     Option("ping_interval", "PING_INTERVAL", _positive_float, "seconds between heartbeats"),
     Option(
         "ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"
@@ -145,6 +159,9 @@ class Settings:
     max_candidate_chars: int = Limits.candidate_chars
     max_metadata_bytes: int = Limits.metadata_bytes
     max_peer_message_bytes: int = Limits.peer_message_bytes
+    max_rooms_per_peer: int = PeerLimits.rooms
+    max_streams_per_peer: int = PeerLimits.streams
+    max_backlog: int = 256
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     log_level: str = "INFO"
@@ -158,6 +175,10 @@ class Settings:
             metadata_bytes=self.max_metadata_bytes,
             peer_message_bytes=self.max_peer_message_bytes,
         )
+
+    @property
+    def peer_limits(self) -> PeerLimits:
+        return PeerLimits(rooms=self.max_rooms_per_peer, streams=self.max_streams_per_peer)
 
     @classmethod
     def load(cls, argv: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> Settings:

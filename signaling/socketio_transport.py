@@ -6,6 +6,7 @@ events and internal failures are all answered in one place, the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -80,28 +81,86 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
 
 
 class SocketIOSink:
-    def __init__(self, sio: socketio.AsyncServer, sid: str) -> None:
+    def __init__(self, sio: SignalingServer, sid: str) -> None:
         self._sio = sio
         self._sid = sid
 
     async def send(self, message: Outbound) -> None:
+        if self._sio.backlog(self._sid) >= self._sio.max_backlog:
+            # A client that does not read must not make the server hold an ever-growing queue.
+            self._sio.drop(self._sid, f"{self._sio.max_backlog} messages unread")
+            return
         event, payload = render(message)
         await self._sio.emit(event, payload, to=self._sid)
 
 
 class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
-    """An AsyncServer that hands every client event, with its raw arguments, to one dispatcher.
+    """An AsyncServer that decodes client packets itself and hands every event, with its raw
+    arguments, to one dispatcher.
 
     python-socketio's handler lookup gives a handler no way to know whether the client asked for
-    an ack, and routes a client-sent event named "disconnect" to the disconnect handler. We need the
-    first (errors go in the ack when there is one, in an `error` event otherwise) and must forbid the
-    second, so client events bypass the lookup. Handling each event before reading the next one
-    from that client also keeps one sender's messages in order.
+    an ack, routes a client-sent event named "disconnect" to the disconnect handler, buffers binary
+    attachments without limit, and logs a traceback for a packet that does not decode. We need
+    errors in the ack when there is one (in an `error` event otherwise), must forbid the spoofed
+    disconnect, refuse binary without buffering it, and answer garbage with one warning line.
+    Handling each event before reading the next one from that client keeps its messages in order.
     """
 
-    def __init__(self, dispatch: Dispatch | None = None, **kwargs: Any) -> None:
-        super().__init__(async_handlers=False, **kwargs)
+    def __init__(self, dispatch: Dispatch | None = None, max_backlog: int = 256, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.dispatch = dispatch
+        self.max_backlog = max_backlog
+        self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
+        self._dropping: set[asyncio.Task[None]] = set()
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if not isinstance(data, str):
+            self._discard_attachment(eio_sid)
+            return
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception as exc:  # the decoder raises whatever the input provokes
+            log.warning("eio_sid=%s dropped malformed socket.io packet: %s", eio_sid, _brief(exc))
+            return
+        match pkt.packet_type:
+            case packet.EVENT:
+                await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+            case packet.ACK:
+                await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+            case packet.CONNECT:
+                await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+            case packet.DISCONNECT:
+                await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
+            case packet.BINARY_EVENT | packet.BINARY_ACK:
+                await self._refuse_binary(eio_sid, pkt)
+            case _:
+                log.warning("eio_sid=%s dropped socket.io packet of type %s", eio_sid, pkt.packet_type)
+
+    async def _refuse_binary(self, eio_sid: str, pkt: Any) -> None:
+        # Signaling is JSON; the attachments that follow are dropped as they arrive, never buffered.
+        if pkt.attachment_count:
+            self._discarding[eio_sid] = pkt.attachment_count
+        if pkt.packet_type != packet.BINARY_EVENT:
+            return
+        event = (
+            pkt.data[0]
+            if isinstance(pkt.data, list) and pkt.data and isinstance(pkt.data[0], str)
+            else "event"
+        )
+        refusal = SignalingError(ErrorCode.INVALID_PAYLOAD, f"{event[:64]} payload must be JSON, not binary")
+        log.warning("eio_sid=%s refused binary %s", eio_sid, event[:64])
+        await self._reply(eio_sid, pkt.namespace or "/", pkt.id, {"ok": False, "error": refusal.to_dict()})
+
+    def _discard_attachment(self, eio_sid: str) -> None:
+        remaining = self._discarding.get(eio_sid, 0)
+        if remaining > 1:
+            self._discarding[eio_sid] = remaining - 1
+        else:
+            self._discarding.pop(eio_sid, None)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self._discarding.pop(eio_sid, None)
+        await super()._handle_eio_disconnect(eio_sid, reason)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         namespace = namespace or "/"
@@ -109,20 +168,41 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         if sid is None or not self.manager.is_connected(sid, namespace) or self.dispatch is None:
             return
         reply = await self.dispatch(sid, data if isinstance(data, list) else [data])
+        await self._reply(eio_sid, namespace, id, reply)
+
+    async def _reply(self, eio_sid: str, namespace: str, id: int | None, reply: Reply) -> None:
         if id is not None:
             await self._send_packet(
                 eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=[reply])
             )
         elif not reply["ok"]:
-            await self.emit("error", reply["error"], to=sid, namespace=namespace)
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if sid is not None:
+                await self.emit("error", reply["error"], to=sid, namespace=namespace)
 
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        # A packet that does not decode is the client's fault: one warning, not a traceback from
-        # engine.io's handler guard. The connection stays up, as for any other bad input.
-        try:
-            await super()._handle_eio_message(eio_sid, data)
-        except ValueError as exc:
-            log.warning("eio_sid=%s dropped malformed socket.io packet: %s", eio_sid, exc)
+    def backlog(self, sid: str) -> int:
+        """Packets queued for a client and not yet written to it."""
+        socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, "/"))
+        return 0 if socket is None else int(socket.queue.qsize())
+
+    def drop(self, sid: str, why: str) -> None:
+        """Cut a client off at once: its connection is aborted (no goodbye, which it would not read
+        anyway) and it is disconnected here, in the background, so that nobody waits for it."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, "/")
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closing:
+            return
+        log.warning("peer=%s dropped: %s", sid, why)
+        request = self.environ.get(eio_sid, {}).get("aiohttp.request")
+        if request is not None and request.transport is not None:
+            request.transport.abort()
+        task = asyncio.get_running_loop().create_task(socket.close(wait=False, abort=True))
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 class SocketIOTransport:
@@ -184,10 +264,12 @@ class SocketIOTransport:
     async def join(self, sid: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
         existing = await self._hub.join(sid, room, request["metadata"])
+        streams = await self._hub.store.room_streams(room)
         return {
             "peerId": sid,
             "room": room,
             "peers": [{"peerId": m.peer_id, "metadata": m.metadata} for m in existing],
+            "streams": [{"streamId": s.stream_id, "peerId": s.publisher} for s in streams],
             "iceServers": self._ice_servers(),
         }
 

@@ -60,11 +60,15 @@ class Route:
 
 
 class Store(Protocol):
-    async def join(self, room: str, peer_id: str, metadata: Metadata, capacity: int) -> list[Member]:
+    async def join(
+        self, room: str, peer_id: str, metadata: Metadata, capacity: int, mode: str | None = None
+    ) -> list[Member]:
         """Add the peer; return the members already there, in join order.
 
         A room holds as many peers as the smallest capacity any member joined with: a two-peer
-        call stays two even when a peer that allows more joins it.
+        call stays two even when a peer that allows more joins it. `mode` is how a protocol uses
+        the room (Ant Media's "p2p" call or "conference"); members with different modes cannot
+        share a room, members without one join any room.
         """
 
     async def leave(self, room: str, peer_id: str) -> list[str]:
@@ -104,10 +108,19 @@ class Store(Protocol):
         """Remove the peer from every room and stream it is in."""
 
 
+@dataclass(frozen=True)
+class PeerLimits:
+    """How much one peer may hold, so that one connection cannot grow server state without end."""
+
+    rooms: int = 16
+    streams: int = 16  # published and played together
+
+
 @dataclass
 class _Seat:
     metadata: Metadata
     capacity: int
+    mode: str | None
 
 
 @dataclass
@@ -122,7 +135,8 @@ class _Stream:
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, limits: PeerLimits = PeerLimits()) -> None:
+        self.limits = limits
         # Dicts keep insertion order, which is join order: peer lists and the default route are
         # deterministic.
         self._rooms: dict[str, dict[str, _Seat]] = {}
@@ -133,15 +147,26 @@ class MemoryStore:
 
     # Rooms
 
-    async def join(self, room: str, peer_id: str, metadata: Metadata, capacity: int) -> list[Member]:
+    async def join(
+        self, room: str, peer_id: str, metadata: Metadata, capacity: int, mode: str | None = None
+    ) -> list[Member]:
         seats = self._rooms.get(room, {})
         if peer_id in seats:
             raise SignalingError(ErrorCode.ALREADY_JOINED, f"already in room {room!r}")
+        if len(self._peer_rooms.get(peer_id, {})) >= self.limits.rooms:
+            raise SignalingError(
+                ErrorCode.TOO_MANY_ROOMS, f"a peer may be in {self.limits.rooms} rooms at most"
+            )
+        modes = {seat.mode for seat in seats.values() if seat.mode is not None}
+        if mode is not None and modes - {mode}:
+            raise SignalingError(
+                ErrorCode.ROOM_MODE_CONFLICT, f"room {room!r} is in use as a {modes.pop()} room, not {mode}"
+            )
         limit = min([capacity, *(seat.capacity for seat in seats.values())])
         if len(seats) >= limit:
             raise SignalingError(ErrorCode.ROOM_FULL, f"room {room!r} is full ({limit} peers at most)")
         existing = [Member(pid, seat.metadata) for pid, seat in seats.items()]
-        self._rooms.setdefault(room, seats)[peer_id] = _Seat(metadata, capacity)
+        self._rooms.setdefault(room, seats)[peer_id] = _Seat(metadata, capacity, mode)
         self._peer_rooms.setdefault(peer_id, {})[room] = None
         return existing
 
@@ -170,6 +195,7 @@ class MemoryStore:
             )
         if room is not None and room not in self._peer_rooms.get(peer_id, {}):
             raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
+        self._check_stream_limit(peer_id)
         state = self._streams[stream_id] = _Stream(peer_id, room, max_viewers)
         self._peer_published.setdefault(peer_id, {})[stream_id] = None
         return state.snapshot(stream_id)
@@ -177,19 +203,23 @@ class MemoryStore:
     async def unpublish(self, stream_id: str, peer_id: str) -> Stream:
         state = self._streams.get(stream_id)
         if state is None or state.publisher != peer_id:
-            raise SignalingError(ErrorCode.NOT_PUBLISHING, f"not publishing {stream_id!r}")
+            raise SignalingError(ErrorCode.NOT_STREAMING, f"not publishing {stream_id!r}")
         return self._unpublish(stream_id)
 
     async def play(self, stream_id: str, viewer: str) -> Stream:
         state = self._streams.get(stream_id)
-        if state is None:
-            raise SignalingError(ErrorCode.NO_SUCH_STREAM, f"no stream {stream_id!r} is published")
+        # A room's streams are for its members: to anyone else they do not exist.
+        if state is None or (state.room is not None and state.room not in self._peer_rooms.get(viewer, {})):
+            raise SignalingError(
+                ErrorCode.NO_SUCH_STREAM, f"no stream {stream_id!r} is published (in a room you are in)"
+            )
         if state.publisher == viewer:
             raise SignalingError(
                 ErrorCode.ALREADY_PUBLISHING, f"you publish {stream_id!r}; play another stream"
             )
         if viewer in state.viewers:
             raise SignalingError(ErrorCode.ALREADY_PLAYING, f"already playing {stream_id!r}")
+        self._check_stream_limit(viewer)
         if state.max_viewers is not None and len(state.viewers) >= state.max_viewers:
             raise SignalingError(
                 ErrorCode.VIEWER_LIMIT_REACHED,
@@ -202,7 +232,7 @@ class MemoryStore:
     async def stop_playing(self, stream_id: str, viewer: str) -> Stream:
         state = self._streams.get(stream_id)
         if state is None or viewer not in state.viewers:
-            raise SignalingError(ErrorCode.NOT_PLAYING, f"not playing {stream_id!r}")
+            raise SignalingError(ErrorCode.NOT_STREAMING, f"not playing {stream_id!r}")
         before = state.snapshot(stream_id)
         self._stop_playing(stream_id, viewer)
         return before
@@ -266,6 +296,14 @@ class MemoryStore:
         return not (
             self._rooms or self._peer_rooms or self._streams or self._peer_published or self._peer_playing
         )
+
+    def _check_stream_limit(self, peer_id: str) -> None:
+        held = len(self._peer_published.get(peer_id, {})) + len(self._peer_playing.get(peer_id, {}))
+        if held >= self.limits.streams:
+            raise SignalingError(
+                ErrorCode.TOO_MANY_STREAMS,
+                f"a peer may publish and play {self.limits.streams} streams at most",
+            )
 
     def _linked_by_stream(self, sender: str, target: str, stream_id: str) -> bool:
         state = self._streams.get(stream_id)

@@ -13,7 +13,7 @@ from signaling.hub import Hub
 from signaling.server import HUB, SOCKETIO, create_app
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer
-from signaling.store import MemoryStore
+from signaling.store import MemoryStore, Store
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 
@@ -55,8 +55,8 @@ async def start_server() -> AsyncIterator[StartServer]:
     """Start a real server on a free loopback port; keyword arguments override settings."""
     runners: list[web.AppRunner] = []
 
-    async def start(**overrides: Any) -> RunningServer:
-        app = create_app(replace(TEST_SETTINGS, **overrides))
+    async def start(store: Store | None = None, **overrides: Any) -> RunningServer:
+        app = create_app(replace(TEST_SETTINGS, **overrides), store)
         runner = web.AppRunner(app, shutdown_timeout=1)
         await runner.setup()
         runners.append(runner)

@@ -254,9 +254,10 @@ async def test_validation_errors(
     ("frame", "definition"),
     [
         ("{not json", "invalid_json"),
-        ("[1, 2]", "invalid_json"),
-        ('{"no": "command"}', "invalid_json"),
-        ('{"command": 5}', "invalid_json"),
+        ("[1, 2]", "missing_command"),
+        ('{"no": "command"}', "missing_command"),
+        ('{"command": 5}', "missing_command"),
+        ("[" * 5000 + "]" * 5000, "invalid_json"),
         (b"\x00\x01", "binary_not_supported"),
     ],
 )

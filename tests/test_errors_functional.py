@@ -43,11 +43,15 @@ async def test_binary_payloads(connect: ConnectPeer, event: str) -> None:
 
 async def test_binary_inside_an_object_is_refused(connect: ConnectPeer) -> None:
     alice, bob = await joined_pair(connect)
-    error = await expect_error(alice, "validation_failed", "offer", {"target": bob.peer_id, "sdp": b"v=0"})
-    assert "sdp" in error["fields"]
-    error = await expect_error(alice, "validation_failed", "join", {"room": "x", "metadata": {"k": b"1"}})
-    assert "metadata" in error["fields"]
+    error = await expect_error(alice, "invalid_payload", "offer", {"target": bob.peer_id, "sdp": b"v=0"})
+    assert "binary" in error["message"]
+    error = await expect_error(alice, "invalid_payload", "join", {"room": "x", "metadata": {"k": b"1"}})
+    assert "binary" in error["message"]
     assert bob.pending() == {}
+    # The connection carries on normally after refused binary packets and their attachments.
+    assert bob.peer_id
+    await alice.offer(bob.peer_id, SDP_OFFER)
+    assert (await bob.next("offer"))["sdp"] == SDP_OFFER
 
 
 async def test_missing_and_extra_arguments(connect: ConnectPeer) -> None:
@@ -205,6 +209,9 @@ async def raw(server: RunningServer) -> AsyncIterator[RawSocket]:
         '42["join",{"room":',  # truncated JSON
         "4-",  # unknown packet type
         "45-",  # binary event with no attachment count
+        '42["join",' + "[" * 50000 + "]" * 50000 + "]",  # nesting deeper than the JSON decoder's stack
+        '451-1["offer",{"_placeholder":true,"num":5}]',  # attachment reference out of range
+        '451-["offer",{"_placeholder":true,"num":"a"}]',  # attachment reference of the wrong type
     ],
 )
 async def test_malformed_packets_do_not_disturb_others(
@@ -213,26 +220,41 @@ async def test_malformed_packets_do_not_disturb_others(
     alice, bob = await joined_pair(connect)
     with caplog.at_level(logging.WARNING):
         await raw.send(packet)
+        if packet.startswith("451"):
+            await raw.ws.send_bytes(b"\x00attachment")
         # The raw connection still works: an ack'd request after the bad packet is answered.
-        await raw.send('421["join",{"room":"raw"}]')
-        reply = await _next_reply(raw)
-    assert reply.startswith("431[") or reply.startswith("44") or reply.startswith('42["error"')
+        await raw.send('429["join",{"room":"raw"}]')
+        reply = await _next_ack(raw, 9)
+    assert reply[0]["ok"] is True
     assert bob.peer_id
     await alice.offer(bob.peer_id, SDP_OFFER)
     assert (await bob.next("offer"))["sdp"] == SDP_OFFER
     assert all(r.exc_info is None for r in caplog.records)
 
 
-async def _next_reply(raw: RawSocket) -> str:
+async def _next_ack(raw: RawSocket, ack_id: int) -> Any:
+    """The arguments of the ack with this id; other packets (error events, ...) are skipped."""
+    prefix = f"43{ack_id}["
     while True:
         text = await raw.receive_text()
-        if text.startswith(("43", "44", "42")):
-            return text
+        if text.startswith(prefix):
+            return json.loads(text[len(prefix) - 1 :])
+
+
+async def test_binary_packets_are_refused_without_buffering(raw: RawSocket) -> None:
+    # Declares three attachments: all three are dropped as they come, then the connection goes on.
+    await raw.send('453-7["offer",{"target":"x","sdp":{"_placeholder":true,"num":0}}]')
+    reply = await _next_ack(raw, 7)
+    assert reply[0]["error"]["code"] == "invalid_payload"
+    for _ in range(3):
+        await raw.ws.send_bytes(b"\x01" * 1000)
+    await raw.send('428["join",{"room":"after-binary"}]')
+    assert (await _next_ack(raw, 8))[0]["ok"] is True
 
 
 async def test_non_string_event_name_gets_structured_error(raw: RawSocket) -> None:
     await raw.send("421[7,{}]")
-    reply = json.loads((await _next_reply(raw))[3:])
+    reply = await _next_ack(raw, 1)
     assert reply[0]["ok"] is False
     assert reply[0]["error"]["code"] == "unknown_event"
 

@@ -116,22 +116,30 @@ async def test_a_failing_receiver_does_not_fail_the_sender_or_others() -> None:
 
 async def test_streams_tell_publisher_viewers_and_room() -> None:
     hub, sinks = make_hub("pub", "v1", "v2", "member")
-    await hub.join("pub", "conf", {})
-    await hub.join("member", "conf", {})
-    sinks["pub"].messages.clear()
+    hub.room_capacity = 10
+    for peer in ("pub", "member", "v1", "v2"):
+        await hub.join(peer, "conf", {})
+    for sink in sinks.values():
+        sink.messages.clear()
     await hub.publish("pub", "cam", room="conf")
     assert sinks["member"].messages[-1] == StreamPublished("conf", "cam", "pub")
     await hub.play("v1", "cam")
     await hub.play("v2", "cam")
     assert sinks["pub"].messages == [ViewerJoined("cam", "v1"), ViewerJoined("cam", "v2")]
-    assert await hub.relay("pub", "v1", SessionDescription("offer", "v=0")) == Route(stream_id="cam")
+    offer = SessionDescription("offer", "v=0")
+    assert await hub.relay("pub", "v1", offer, stream_id="cam") == Route(stream_id="cam")
     await hub.stop_playing("v1", "cam")
     assert sinks["pub"].messages[-1] == ViewerLeft("cam", "v1", "stopped")
     await hub.unpublish("pub", "cam")
-    assert sinks["v2"].messages[-1] == StreamEnded("cam", "stopped")
+    assert sinks["v2"].messages[-2:] == [
+        StreamEnded("cam", "stopped"),
+        StreamUnpublished("conf", "cam", "pub"),
+    ]
     assert sinks["member"].messages[-1:] == [StreamUnpublished("conf", "cam", "pub")]
     assert sinks["v1"].messages == [
-        Relayed("pub", "v1", Route(stream_id="cam"), SessionDescription("offer", "v=0"))
+        StreamPublished("conf", "cam", "pub"),
+        Relayed("pub", "v1", Route(stream_id="cam"), offer),
+        StreamUnpublished("conf", "cam", "pub"),
     ]
 
 
@@ -139,13 +147,18 @@ async def test_publisher_disconnect_ends_its_streams_and_plays() -> None:
     hub, sinks = make_hub("pub", "viewer", "member")
     await hub.join("pub", "conf", {})
     await hub.join("member", "conf", {})
+    await hub.join("viewer", "conf", {})
     await hub.publish("pub", "cam", room="conf")
     await hub.publish("member", "other")
     await hub.play("viewer", "cam")
     await hub.play("pub", "other")
     sinks["member"].messages.clear()
     await hub.disconnect("pub")
-    assert sinks["viewer"].messages[-1] == StreamEnded("cam", "disconnected")
+    assert sinks["viewer"].messages[-3:] == [
+        StreamEnded("cam", "disconnected"),
+        StreamUnpublished("conf", "cam", "pub"),
+        PeerLeft("conf", "pub", "disconnected"),
+    ]
     assert sinks["member"].messages == [
         StreamUnpublished("conf", "cam", "pub"),
         ViewerLeft("other", "pub", "disconnected"),

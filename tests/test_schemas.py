@@ -86,3 +86,12 @@ def test_payload_shape_errors() -> None:
         "message": "invalid leave payload: extra: Unknown field.",
         "fields": {"extra": ["Unknown field."]},
     }
+
+
+def test_errors_are_bounded_however_many_fields_are_wrong() -> None:
+    payload = {"room": "a", **{f"unknown-{i}-" + "k" * 200: i for i in range(1000)}}
+    error = refusal("leave", payload)
+    assert error.fields is not None and len(error.fields) == 10
+    assert all(len(name) <= 64 for name in error.fields)
+    assert len(error.message) < 1500
+    assert error.message.endswith("and 990 more")

@@ -85,9 +85,9 @@ async def test_publish_play_and_limits() -> None:
     await refused(ErrorCode.ALREADY_PLAYING, store.play("s", "v1"))
     await refused(ErrorCode.VIEWER_LIMIT_REACHED, store.play("s", "v2"))
     assert (await store.stop_playing("s", "v1")).viewers == ("v1",)
-    await refused(ErrorCode.NOT_PLAYING, store.stop_playing("s", "v1"))
+    await refused(ErrorCode.NOT_STREAMING, store.stop_playing("s", "v1"))
     assert (await store.play("s", "v2")).viewers == ("v2",)
-    await refused(ErrorCode.NOT_PUBLISHING, store.unpublish("s", "v2"))
+    await refused(ErrorCode.NOT_STREAMING, store.unpublish("s", "v2"))
     assert await store.unpublish("s", "pub") == Stream("s", "pub", None, 1, ("v2",))
     assert await store.stream("s") is None
     assert store.is_empty()
@@ -119,6 +119,7 @@ async def test_room_streams_need_membership() -> None:
 async def test_remove_peer_releases_streams_and_plays() -> None:
     store = MemoryStore()
     await store.join("conf", "a", {}, 5)
+    await store.join("conf", "b", {}, 5)
     await store.publish("a-cam", "a", "conf", None)
     await store.publish("b-cam", "b", None, None)
     await store.play("b-cam", "a")
@@ -126,7 +127,7 @@ async def test_remove_peer_releases_streams_and_plays() -> None:
     removal = await store.remove_peer("a")
     assert removal.published == [Stream("a-cam", "a", "conf", None, ("b",))]
     assert removal.played == [Stream("b-cam", "b", None, None, ("a",))]
-    assert removal.rooms == [Departure("conf", [])]
+    assert removal.rooms == [Departure("conf", ["b"])]
     assert await store.peer_streams("b") == (["b-cam"], [])
     await store.remove_peer("b")
     assert store.is_empty()

@@ -55,7 +55,7 @@ async def test_stream_errors(connect: ConnectPeer) -> None:
         (publisher.publish("solo"), "already_publishing"),
         (other.play("missing"), "no_such_stream"),
         (publisher.play("solo"), "already_publishing"),
-        (other.stop("solo"), "not_playing"),
+        (other.stop("solo"), "not_streaming"),
         (other.publish("cam", room="not-joined"), "not_in_room"),
     ]
     for request, code in cases:
