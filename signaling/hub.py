@@ -58,6 +58,8 @@ class LocalDelivery:
             return
         try:
             await sink.send(message)
+        except ConnectionError as exc:
+            log.info("peer=%s gone during delivery of %s: %s", peer_id, type(message).__name__, exc)
         except Exception:
             # One broken receiver must not fail the sender's request or the other receivers.
             log.exception("peer=%s delivery of %s failed", peer_id, type(message).__name__)

@@ -31,6 +31,10 @@ TEST_SETTINGS = Settings(
 class RunningServer:
     url: str
     app: web.Application
+    runner: web.AppRunner
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
 
     @property
     def hub(self) -> Hub:
@@ -63,11 +67,12 @@ async def start_server() -> AsyncIterator[StartServer]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
-        return RunningServer(f"http://{host}:{port}", app)
+        return RunningServer(f"http://{host}:{port}", app, runner)
 
     yield start
     for runner in runners:
-        await runner.cleanup()
+        if runner.server is not None:  # not stopped by the test already
+            await runner.cleanup()
 
 
 @pytest.fixture

@@ -56,3 +56,21 @@ async def test_sdk_publish_and_play(browser: Browser, pages_url: str, server: Ru
     await wait(publisher, "window.iceConnected()")
     assert await player.evaluate("window.errors") == []
     assert await publisher.evaluate("window.errors") == []
+
+
+async def test_library_publisher_serves_several_sdk_players(
+    browser: Browser, pages_url: str, server: RunningServer
+) -> None:
+    # Our broadcast page opens a connection per viewer, so SDK players are not limited to one.
+    publisher = await open_page(browser, f"{server.url}/broadcast?stream=mixedshow&role=publish")
+    await publisher.wait_for_function(
+        "document.getElementById('status').textContent === '0 viewers'", timeout=TIMEOUT_MS
+    )
+    players = [await open_page(browser, page_url(pages_url, server, "play", "mixedshow")) for _ in range(2)]
+    for player in players:
+        await wait(player, "window.framesDecoded().then((n) => n > 0)")
+        await wait(player, "window.seen('play_started')")
+        assert await player.evaluate("window.errors") == []
+    await publisher.wait_for_function(
+        "document.getElementById('status').textContent === '2 viewers'", timeout=TIMEOUT_MS
+    )

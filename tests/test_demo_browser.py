@@ -8,7 +8,7 @@ from pathlib import Path
 from playwright.async_api import Browser, Page
 
 from tests.browser_support import open_page
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, StartServer
 
 TIMEOUT_MS = 30_000
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -167,3 +167,32 @@ async def test_room_screenshot_shows_two_video_tiles(browser: Browser, server: R
     ARTIFACTS.mkdir(exist_ok=True)
     shot = await alice.screenshot(path=str(ARTIFACTS / "room-two-peers.png"), full_page=True)
     assert len(shot) > 20_000  # a rendered page with two live videos, not an empty canvas
+
+
+async def test_denied_camera_is_explained_and_the_call_still_works(
+    browser: Browser, server: RunningServer
+) -> None:
+    context = await browser.new_context()
+    await context.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () =>"
+        " Promise.reject(new DOMException('Permission denied', 'NotAllowedError'))"
+    )
+    denied = await context.new_page()
+    await denied.goto(f"{server.url}/?room=nocam&name=Shy")
+    await wait(denied, "document.getElementById('media-banner').textContent.includes('blocked')")
+    assert await denied.is_disabled("#toggle-camera")
+    # Without a camera it still joins and receives the other side's video.
+    other = await open_room(browser, server, "nocam", "Cam")
+    await wait_mesh_media(denied, 1)
+    await wait(other, "document.querySelectorAll('.tile.remote').length === 1")
+    assert await denied.is_visible("#media-banner")
+
+
+async def test_unreachable_server_is_explained(browser: Browser, start_server: StartServer) -> None:
+    doomed = await start_server()
+    page = await open_room(browser, doomed, "gone", "Alone")
+    await doomed.stop()  # the whole server goes away under the page
+    await wait(page, "document.getElementById('banner').textContent.length > 0")
+    text = await page.text_content("#banner")
+    assert text is not None and ("reconnecting" in text or "Cannot reach" in text)
+    await wait(page, "document.getElementById('banner').textContent.includes('Cannot reach')")

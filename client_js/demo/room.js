@@ -76,7 +76,9 @@ async function start(roomName) {
     $("local-video").srcObject = localStream;
   } catch (error) {
     const why = error.code === "camera_denied" ? "Camera and microphone are blocked for this site" : "No camera or microphone could be opened";
-    showBanner(`${why}: you can still watch and chat. (${error.message})`, { error: true });
+    // A banner of its own: connection messages come and go, this one stays true.
+    $("media-banner").textContent = `${why}: you can still watch and chat. (${error.message})`;
+    $("media-banner").hidden = false;
     $("toggle-mic").disabled = $("toggle-camera").disabled = true;
   }
 
