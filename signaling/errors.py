@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_ROOMS = "too_many_rooms"
     TOO_MANY_STREAMS = "too_many_streams"
     ROOM_MODE_CONFLICT = "room_mode_conflict"
+    SERVICE_UNAVAILABLE = "service_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -116,6 +116,9 @@ class PeerLimits:
     streams: int = 16  # published and played together
 
 
+DEFAULT_LIMITS = PeerLimits()
+
+
 @dataclass
 class _Seat:
     metadata: Metadata
@@ -135,7 +138,7 @@ class _Stream:
 
 
 class MemoryStore:
-    def __init__(self, limits: PeerLimits = PeerLimits()) -> None:
+    def __init__(self, limits: PeerLimits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         # Dicts keep insertion order, which is join order: peer lists and the default route are
         # deterministic.

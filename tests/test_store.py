@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+
 import pytest
+import redis.asyncio as redis
 
 from signaling.errors import ErrorCode, SignalingError
-from signaling.store import Departure, Member, MemoryStore, Removal, Route, Stream
+from signaling.redis_store import RedisStore
+from signaling.store import (
+    DEFAULT_LIMITS,
+    Departure,
+    Member,
+    MemoryStore,
+    PeerLimits,
+    Removal,
+    Route,
+    Store,
+    Stream,
+)
+
+MakeStore = Callable[..., Store]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_store(request: pytest.FixtureRequest, redis_client: redis.Redis) -> AsyncIterator[MakeStore]:
+    """Every test runs against both stores: they must make the same decisions."""
+    if request.param == "memory":
+        yield lambda limits=DEFAULT_LIMITS: MemoryStore(limits)
+    else:
+        yield lambda limits=DEFAULT_LIMITS: RedisStore(redis_client, limits=limits)
+
+
+async def empty(store: Store) -> bool:
+    """Nothing held: no room, peer or stream left behind."""
+    if isinstance(store, MemoryStore):
+        return store.is_empty()
+    assert isinstance(store, RedisStore)
+    keys = [key.decode() async for key in store.client.scan_iter(f"{store.prefix}*")]
+    return [key for key in keys if key != f"{store.prefix}seq" and not key.endswith(":peers")] == []
 
 
 async def refused(code: ErrorCode, awaitable: object) -> SignalingError:
@@ -15,16 +49,16 @@ async def refused(code: ErrorCode, awaitable: object) -> SignalingError:
     return caught.value
 
 
-async def test_join_returns_earlier_members_in_join_order() -> None:
-    store = MemoryStore()
+async def test_join_returns_earlier_members_in_join_order(make_store: MakeStore) -> None:
+    store = make_store()
     assert await store.join("r", "a", {"n": 1}, 10) == []
     assert await store.join("r", "b", {}, 10) == [Member("a", {"n": 1})]
     assert await store.join("r", "c", {}, 10) == [Member("a", {"n": 1}), Member("b", {})]
     assert [m.peer_id for m in await store.members("r")] == ["a", "b", "c"]
 
 
-async def test_capacity_and_double_join() -> None:
-    store = MemoryStore()
+async def test_capacity_and_double_join(make_store: MakeStore) -> None:
+    store = make_store()
     await store.join("r", "a", {}, 2)
     await refused(ErrorCode.ALREADY_JOINED, store.join("r", "a", {}, 2))
     await store.join("r", "b", {}, 2)
@@ -33,8 +67,8 @@ async def test_capacity_and_double_join() -> None:
     assert await store.rooms_of("c") == []
 
 
-async def test_leave_and_remove_peer_free_everything() -> None:
-    store = MemoryStore()
+async def test_leave_and_remove_peer_free_everything(make_store: MakeStore) -> None:
+    store = make_store()
     await store.join("one", "a", {}, 5)
     await store.join("two", "a", {}, 5)
     await store.join("one", "b", {}, 5)
@@ -45,11 +79,11 @@ async def test_leave_and_remove_peer_free_everything() -> None:
     assert await store.remove_peer("a") == Removal([], [], [])
     assert await store.members("one") == []
     assert await store.leave("two", "b") == []
-    assert store.is_empty()
+    assert await empty(store)
 
 
-async def test_route_requires_a_shared_room() -> None:
-    store = MemoryStore()
+async def test_route_requires_a_shared_room(make_store: MakeStore) -> None:
+    store = make_store()
     await refused(ErrorCode.NOT_JOINED, store.route("a", "b"))
     await store.join("one", "a", {}, 5)
     await store.join("two", "b", {}, 5)
@@ -63,8 +97,8 @@ async def test_route_requires_a_shared_room() -> None:
     assert await store.route("a", "b", room="two") == Route(room="two")
 
 
-async def test_room_holds_the_smallest_capacity_of_its_members() -> None:
-    store = MemoryStore()
+async def test_room_holds_the_smallest_capacity_of_its_members(make_store: MakeStore) -> None:
+    store = make_store()
     await store.join("call", "a", {}, 50)
     await store.join("call", "b", {}, 2)
     error = await refused(ErrorCode.ROOM_FULL, store.join("call", "c", {}, 50))
@@ -74,8 +108,8 @@ async def test_room_holds_the_smallest_capacity_of_its_members() -> None:
     await store.join("call", "d", {}, 50)
 
 
-async def test_publish_play_and_limits() -> None:
-    store = MemoryStore()
+async def test_publish_play_and_limits(make_store: MakeStore) -> None:
+    store = make_store()
     assert await store.publish("s", "pub", None, 1) == Stream("s", "pub", None, 1)
     await refused(ErrorCode.ALREADY_PUBLISHING, store.publish("s", "pub", None, 1))
     await refused(ErrorCode.STREAM_IN_USE, store.publish("s", "other", None, None))
@@ -90,11 +124,11 @@ async def test_publish_play_and_limits() -> None:
     await refused(ErrorCode.NOT_STREAMING, store.unpublish("s", "v2"))
     assert await store.unpublish("s", "pub") == Stream("s", "pub", None, 1, ("v2",))
     assert await store.stream("s") is None
-    assert store.is_empty()
+    assert await empty(store)
 
 
-async def test_unlimited_viewers_and_stream_routes() -> None:
-    store = MemoryStore()
+async def test_unlimited_viewers_and_stream_routes(make_store: MakeStore) -> None:
+    store = make_store()
     await store.publish("s", "pub", None, None)
     for viewer in ("v1", "v2", "v3"):
         await store.play("s", viewer)
@@ -107,8 +141,8 @@ async def test_unlimited_viewers_and_stream_routes() -> None:
     assert await store.peer_streams("v1") == ([], ["s"])
 
 
-async def test_room_streams_need_membership() -> None:
-    store = MemoryStore()
+async def test_room_streams_need_membership(make_store: MakeStore) -> None:
+    store = make_store()
     await refused(ErrorCode.NOT_IN_ROOM, store.publish("s", "a", "conf", None))
     await store.join("conf", "a", {}, 5)
     await store.publish("s", "a", "conf", None)
@@ -116,8 +150,8 @@ async def test_room_streams_need_membership() -> None:
     assert [s.stream_id for s in await store.room_streams("conf")] == ["s"]
 
 
-async def test_remove_peer_releases_streams_and_plays() -> None:
-    store = MemoryStore()
+async def test_remove_peer_releases_streams_and_plays(make_store: MakeStore) -> None:
+    store = make_store()
     await store.join("conf", "a", {}, 5)
     await store.join("conf", "b", {}, 5)
     await store.publish("a-cam", "a", "conf", None)
@@ -130,4 +164,37 @@ async def test_remove_peer_releases_streams_and_plays() -> None:
     assert removal.rooms == [Departure("conf", ["b"])]
     assert await store.peer_streams("b") == (["b-cam"], [])
     await store.remove_peer("b")
-    assert store.is_empty()
+    assert await empty(store)
+
+
+async def test_per_peer_limits(make_store: MakeStore) -> None:
+    store = make_store(PeerLimits(rooms=2, streams=2))
+    await store.join("a", "p", {}, 5)
+    await store.join("b", "p", {}, 5)
+    await refused(ErrorCode.TOO_MANY_ROOMS, store.join("c", "p", {}, 5))
+    await store.publish("s1", "p", None, None)
+    await store.publish("other", "q", None, None)
+    await store.play("other", "p")
+    await refused(ErrorCode.TOO_MANY_STREAMS, store.publish("s2", "p", None, None))
+    await store.leave("a", "p")
+    await store.join("c", "p", {}, 5)
+
+
+async def test_room_modes_do_not_mix(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.join("call", "a", {}, 2, "p2p")
+    await refused(ErrorCode.ROOM_MODE_CONFLICT, store.join("call", "b", {}, 50, "conference"))
+    await store.join("call", "b", {}, 50)  # no mode: joins anything
+    await store.join("conf", "c", {}, 50, "conference")
+    await refused(ErrorCode.ROOM_MODE_CONFLICT, store.join("conf", "d", {}, 2, "p2p"))
+
+
+async def test_room_streams_are_for_members(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.join("conf", "pub", {"n": 1}, 5)
+    await store.publish("cam", "pub", "conf", None)
+    await refused(ErrorCode.NO_SUCH_STREAM, store.play("cam", "outsider"))
+    await store.join("conf", "member", {}, 5)
+    assert (await store.play("cam", "member")).viewers == ("member",)
+    assert await store.members("conf") == [Member("pub", {"n": 1}), Member("member", {})]
+    assert await store.rooms_of("member") == ["conf"]

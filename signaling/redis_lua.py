@@ -1,0 +1,248 @@
+"""Lua scripts that make each state change of `RedisStore` one atomic step inside Redis.
+
+Two nodes joining the last seat of a room at the same instant run these one after the other, so
+caps, modes and stream ownership hold cluster-wide. Every script gets the key prefix as ARGV[1]
+and answers a JSON object: {"ok": ...} or {"error": code, ...}.
+
+Keys (prefix omitted): room:<r> hash peer -> {m: metadata JSON, c: capacity, d: mode, s: seq};
+peer:<p>:rooms, peer:<p>:pub, peer:<p>:play zsets by seq; stream:<s> hash publisher/room/maxv;
+stream:<s>:viewers zset; roomstreams:<r> zset; node:<n>:peers set; seq counter.
+Keys are derived inside the scripts, so the store needs a single Redis, not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+COMMON = """
+local P = ARGV[1]
+local function k(...) return P .. table.concat({...}, ':') end
+local function reply(t) return cjson.encode(t) end
+local function seq() return redis.call('INCR', k('seq')) end
+local function zlist(key)
+  return redis.call('ZRANGE', key, 0, -1)
+end
+local function stream_obj(id)
+  local h = redis.call('HGETALL', k('stream', id))
+  if #h == 0 then return nil end
+  local o = {id = id, viewers = zlist(k('stream', id, 'viewers'))}
+  for i = 1, #h, 2 do o[h[i]] = h[i + 1] end
+  o.maxv = tonumber(o.maxv)
+  return o
+end
+local function members(room)
+  local h = redis.call('HGETALL', k('room', room))
+  local out = {}
+  for i = 1, #h, 2 do
+    local seat = cjson.decode(h[i + 1])
+    table.insert(out, {h[i], seat.s, seat.m, seat.c, seat.d})
+  end
+  table.sort(out, function(a, b) return a[2] < b[2] end)
+  return out
+end
+local function member_ids(room)
+  local ids = {}
+  for _, m in ipairs(members(room)) do table.insert(ids, m[1]) end
+  return ids
+end
+local function leave_room(room, peer)
+  redis.call('HDEL', k('room', room), peer)
+  redis.call('ZREM', k('peer', peer, 'rooms'), room)
+  return member_ids(room)
+end
+local function drop_stream(id)
+  local o = stream_obj(id)
+  redis.call('DEL', k('stream', id), k('stream', id, 'viewers'))
+  redis.call('ZREM', k('peer', o.publisher, 'pub'), id)
+  if o.room ~= '' then redis.call('ZREM', k('roomstreams', o.room), id) end
+  for _, v in ipairs(o.viewers) do redis.call('ZREM', k('peer', v, 'play'), id) end
+  return o
+end
+local function held_streams(peer)
+  return redis.call('ZCARD', k('peer', peer, 'pub')) + redis.call('ZCARD', k('peer', peer, 'play'))
+end
+"""
+
+# ARGV: prefix, room, peer, metadata JSON, capacity, mode ('' for none), max rooms, node
+JOIN = (
+    COMMON
+    + """
+local room, peer, meta, cap, mode, max_rooms, node = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8]
+if redis.call('HEXISTS', k('room', room), peer) == 1 then return reply({error = 'already_joined'}) end
+if redis.call('ZCARD', k('peer', peer, 'rooms')) >= max_rooms then return reply({error = 'too_many_rooms', limit = max_rooms}) end
+local existing = members(room)
+local limit = cap
+for _, m in ipairs(existing) do
+  if mode ~= '' and m[5] ~= '' and m[5] ~= mode then return reply({error = 'room_mode_conflict', mode = m[5]}) end
+  if m[4] < limit then limit = m[4] end
+end
+if #existing >= limit then return reply({error = 'room_full', limit = limit}) end
+local s = seq()
+redis.call('HSET', k('room', room), peer, cjson.encode({m = meta, c = cap, d = mode, s = s}))
+redis.call('ZADD', k('peer', peer, 'rooms'), s, room)
+redis.call('SADD', k('node', node, 'peers'), peer)
+local out = {}
+for _, m in ipairs(existing) do table.insert(out, {m[1], m[3]}) end
+return reply({ok = out})
+"""
+)
+
+# ARGV: prefix, room, peer
+LEAVE = (
+    COMMON
+    + """
+local room, peer = ARGV[2], ARGV[3]
+if redis.call('HEXISTS', k('room', room), peer) == 0 then return reply({error = 'not_in_room'}) end
+return reply({ok = leave_room(room, peer)})
+"""
+)
+
+# ARGV: prefix, stream, peer, room ('' for none), max viewers (0 for any), max streams, node
+PUBLISH = (
+    COMMON
+    + """
+local id, peer, room, maxv, max_streams, node = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local owner = redis.call('HGET', k('stream', id), 'publisher')
+if owner == peer then return reply({error = 'already_publishing'}) end
+if owner then return reply({error = 'stream_in_use'}) end
+if room ~= '' and redis.call('HEXISTS', k('room', room), peer) == 0 then return reply({error = 'not_in_room'}) end
+if held_streams(peer) >= max_streams then return reply({error = 'too_many_streams', limit = max_streams}) end
+local s = seq()
+redis.call('HSET', k('stream', id), 'publisher', peer, 'room', room, 'maxv', maxv)
+redis.call('ZADD', k('peer', peer, 'pub'), s, id)
+if room ~= '' then redis.call('ZADD', k('roomstreams', room), s, id) end
+redis.call('SADD', k('node', node, 'peers'), peer)
+return reply({ok = stream_obj(id)})
+"""
+)
+
+# ARGV: prefix, stream, peer
+UNPUBLISH = (
+    COMMON
+    + """
+local id, peer = ARGV[2], ARGV[3]
+if redis.call('HGET', k('stream', id), 'publisher') ~= peer then return reply({error = 'not_streaming'}) end
+return reply({ok = drop_stream(id)})
+"""
+)
+
+# ARGV: prefix, stream, viewer, max streams, node
+PLAY = (
+    COMMON
+    + """
+local id, viewer, max_streams, node = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local o = stream_obj(id)
+if not o or (o.room ~= '' and redis.call('HEXISTS', k('room', o.room), viewer) == 0) then
+  return reply({error = 'no_such_stream'})
+end
+if o.publisher == viewer then return reply({error = 'already_publishing'}) end
+if redis.call('ZSCORE', k('stream', id, 'viewers'), viewer) then return reply({error = 'already_playing'}) end
+if held_streams(viewer) >= max_streams then return reply({error = 'too_many_streams', limit = max_streams}) end
+if o.maxv > 0 and #o.viewers >= o.maxv then return reply({error = 'viewer_limit_reached', limit = o.maxv}) end
+local s = seq()
+redis.call('ZADD', k('stream', id, 'viewers'), s, viewer)
+redis.call('ZADD', k('peer', viewer, 'play'), s, id)
+redis.call('SADD', k('node', node, 'peers'), viewer)
+return reply({ok = stream_obj(id)})
+"""
+)
+
+# ARGV: prefix, stream, viewer
+STOP_PLAYING = (
+    COMMON
+    + """
+local id, viewer = ARGV[2], ARGV[3]
+local o = stream_obj(id)
+if not o or not redis.call('ZSCORE', k('stream', id, 'viewers'), viewer) then return reply({error = 'not_streaming'}) end
+redis.call('ZREM', k('stream', id, 'viewers'), viewer)
+redis.call('ZREM', k('peer', viewer, 'play'), id)
+return reply({ok = o})
+"""
+)
+
+# ARGV: prefix, peer, node
+REMOVE_PEER = (
+    COMMON
+    + """
+local peer, node = ARGV[2], ARGV[3]
+local published, played, rooms = {}, {}, {}
+for _, id in ipairs(zlist(k('peer', peer, 'pub'))) do table.insert(published, drop_stream(id)) end
+for _, id in ipairs(zlist(k('peer', peer, 'play'))) do
+  local o = stream_obj(id)
+  if o then
+    table.insert(played, o)
+    redis.call('ZREM', k('stream', id, 'viewers'), peer)
+  end
+end
+redis.call('DEL', k('peer', peer, 'play'))
+for _, room in ipairs(zlist(k('peer', peer, 'rooms'))) do
+  table.insert(rooms, {room, leave_room(room, peer)})
+end
+redis.call('SREM', k('node', node, 'peers'), peer)
+return reply({ok = {published = published, played = played, rooms = rooms}})
+"""
+)
+
+# ARGV: prefix, sender, target, room ('' for any), stream ('' for none)
+ROUTE = (
+    COMMON
+    + """
+local sender, target, room, stream = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local function linked(id)
+  local owner = redis.call('HGET', k('stream', id), 'publisher')
+  if not owner then return false end
+  local vkey = k('stream', id, 'viewers')
+  return (owner == sender and redis.call('ZSCORE', vkey, target)) or (owner == target and redis.call('ZSCORE', vkey, sender))
+end
+if target == sender then return reply({error = 'unknown_target', why = 'self'}) end
+if stream ~= '' then
+  if linked(stream) then return reply({ok = {stream = stream}}) end
+  return reply({error = 'unknown_target', why = 'stream'})
+end
+if room ~= '' then
+  if redis.call('HEXISTS', k('room', room), sender) == 0 then return reply({error = 'not_in_room'}) end
+  if redis.call('HEXISTS', k('room', room), target) == 1 then return reply({ok = {room = room}}) end
+  return reply({error = 'unknown_target', why = 'room'})
+end
+local rooms = zlist(k('peer', sender, 'rooms'))
+for _, r in ipairs(rooms) do
+  if redis.call('HEXISTS', k('room', r), target) == 1 then return reply({ok = {room = r}}) end
+end
+local streams = zlist(k('peer', sender, 'pub'))
+for _, id in ipairs(zlist(k('peer', sender, 'play'))) do table.insert(streams, id) end
+for _, id in ipairs(streams) do
+  if linked(id) then return reply({ok = {stream = id}}) end
+end
+if #rooms == 0 and #streams == 0 then return reply({error = 'not_joined'}) end
+return reply({error = 'unknown_target', why = 'any'})
+"""
+)
+
+# ARGV: prefix, room
+MEMBERS = (
+    COMMON
+    + """
+local out = {}
+for _, m in ipairs(members(ARGV[2])) do table.insert(out, {m[1], m[3]}) end
+return reply({ok = out})
+"""
+)
+
+# ARGV: prefix, stream
+STREAM = (
+    COMMON
+    + """
+return reply({ok = stream_obj(ARGV[2]) or false})
+"""
+)
+
+# ARGV: prefix, room
+ROOM_STREAMS = (
+    COMMON
+    + """
+local out = {}
+for _, id in ipairs(zlist(k('roomstreams', ARGV[2]))) do
+  local o = stream_obj(id)
+  if o then table.insert(out, o) end
+end
+return reply({ok = out})
+"""
+)

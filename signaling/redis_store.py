@@ -1,0 +1,204 @@
+"""The `Store` protocol on Redis: room membership and streams shared by every node of a cluster.
+
+Each change is one Lua script (signaling.redis_lua), so checks and writes happen as one step.
+When Redis cannot be reached, every operation raises `SignalingError(service_unavailable)`: the
+client that asked gets a clear error and nothing else is disturbed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from signaling import redis_lua
+from signaling.errors import ErrorCode, SignalingError
+from signaling.store import DEFAULT_LIMITS, Departure, Member, Metadata, PeerLimits, Removal, Route, Stream
+
+T = TypeVar("T")
+
+MESSAGES = {
+    "already_joined": "already in room {room!r}",
+    "too_many_rooms": "a peer may be in {limit} rooms at most",
+    "room_mode_conflict": "room {room!r} is in use as a {mode} room",
+    "room_full": "room {room!r} is full ({limit} peers at most)",
+    "not_in_room": "not in room {room!r}",
+    "already_publishing": "already publishing (or playing your own) {stream!r}",
+    "stream_in_use": "stream {stream!r} is published by another peer",
+    "too_many_streams": "a peer may publish and play {limit} streams at most",
+    "not_streaming": "you neither publish nor play {stream!r}",
+    "no_such_stream": "no stream {stream!r} is published (in a room you are in)",
+    "already_playing": "already playing {stream!r}",
+    "viewer_limit_reached": "the publisher of {stream!r} can serve {limit} viewer(s) at a time",
+    "unknown_target": "no peer {target!r} in a room or stream you share with it",
+    "not_joined": "join a room or a stream before sending signaling messages",
+}
+
+
+def node_of(peer_id: str) -> str:
+    """Peer ids are "<node>~<local id>" in a cluster: who holds a peer is in its name."""
+    return peer_id.split("~", 1)[0]
+
+
+class RedisStore:
+    def __init__(
+        self, client: redis.Redis, *, limits: PeerLimits = DEFAULT_LIMITS, prefix: str = "sig:"
+    ) -> None:
+        self.client = client
+        self.limits = limits
+        self.prefix = prefix
+        self._scripts = {
+            name: client.register_script(getattr(redis_lua, name))
+            for name in (
+                "JOIN",
+                "LEAVE",
+                "PUBLISH",
+                "UNPUBLISH",
+                "PLAY",
+                "STOP_PLAYING",
+                "REMOVE_PEER",
+                "ROUTE",
+                "MEMBERS",
+                "STREAM",
+                "ROOM_STREAMS",
+            )
+        }
+
+    async def _run(self, name: str, *args: Any, **context: Any) -> Any:
+        raw = await _available(lambda: self._scripts[name](args=[self.prefix, *args]))
+        answer = orjson.loads(raw)
+        if "error" in answer:
+            code = answer["error"]
+            raise SignalingError(ErrorCode(code), MESSAGES[code].format_map(_Known({**context, **answer})))
+        return answer["ok"]
+
+    # Rooms
+
+    async def join(
+        self, room: str, peer_id: str, metadata: Metadata, capacity: int, mode: str | None = None
+    ) -> list[Member]:
+        existing = await self._run(
+            "JOIN",
+            room,
+            peer_id,
+            orjson.dumps(metadata),
+            capacity,
+            mode or "",
+            self.limits.rooms,
+            node_of(peer_id),
+            room=room,
+        )
+        return [Member(pid, orjson.loads(meta)) for pid, meta in _list(existing)]
+
+    async def leave(self, room: str, peer_id: str) -> list[str]:
+        return _list(await self._run("LEAVE", room, peer_id, room=room))
+
+    async def members(self, room: str) -> list[Member]:
+        return [Member(pid, orjson.loads(meta)) for pid, meta in _list(await self._run("MEMBERS", room))]
+
+    async def rooms_of(self, peer_id: str) -> list[str]:
+        rooms = await _available(lambda: self.client.zrange(f"{self.prefix}peer:{peer_id}:rooms", 0, -1))
+        return [_text(room) for room in rooms]
+
+    # Streams
+
+    async def publish(
+        self, stream_id: str, peer_id: str, room: str | None, max_viewers: int | None
+    ) -> Stream:
+        stream = await self._run(
+            "PUBLISH",
+            stream_id,
+            peer_id,
+            room or "",
+            max_viewers or 0,
+            self.limits.streams,
+            node_of(peer_id),
+            stream=stream_id,
+            room=room,
+        )
+        return _stream(stream)
+
+    async def unpublish(self, stream_id: str, peer_id: str) -> Stream:
+        return _stream(await self._run("UNPUBLISH", stream_id, peer_id, stream=stream_id))
+
+    async def play(self, stream_id: str, viewer: str) -> Stream:
+        stream = await self._run(
+            "PLAY", stream_id, viewer, self.limits.streams, node_of(viewer), stream=stream_id
+        )
+        return _stream(stream)
+
+    async def stop_playing(self, stream_id: str, viewer: str) -> Stream:
+        return _stream(await self._run("STOP_PLAYING", stream_id, viewer, stream=stream_id))
+
+    async def stream(self, stream_id: str) -> Stream | None:
+        stream = await self._run("STREAM", stream_id)
+        return _stream(stream) if stream else None
+
+    async def room_streams(self, room: str) -> list[Stream]:
+        return [_stream(s) for s in _list(await self._run("ROOM_STREAMS", room))]
+
+    async def peer_streams(self, peer_id: str) -> tuple[list[str], list[str]]:
+        async def read() -> tuple[list[bytes], list[bytes]]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zrange(f"{self.prefix}peer:{peer_id}:pub", 0, -1)
+                pipe.zrange(f"{self.prefix}peer:{peer_id}:play", 0, -1)
+                published, playing = await pipe.execute()
+            return published, playing
+
+        published, playing = await _available(read)
+        return [_text(s) for s in published], [_text(s) for s in playing]
+
+    # Routing and removal
+
+    async def route(
+        self, sender: str, target: str, *, room: str | None = None, stream_id: str | None = None
+    ) -> Route:
+        found = await self._run(
+            "ROUTE", sender, target, room or "", stream_id or "", target=target, room=room
+        )
+        return Route(room=found.get("room"), stream_id=found.get("stream"))
+
+    async def remove_peer(self, peer_id: str) -> Removal:
+        removed = await self._run("REMOVE_PEER", peer_id, node_of(peer_id))
+        return Removal(
+            rooms=[Departure(room, _list(remaining)) for room, remaining in _list(removed["rooms"])],
+            published=[_stream(s) for s in _list(removed["published"])],
+            played=[_stream(s) for s in _list(removed["played"])],
+        )
+
+
+async def _available(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise SignalingError(
+            ErrorCode.SERVICE_UNAVAILABLE, "shared state is unreachable right now; try again shortly"
+        ) from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Known(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _list(value: Any) -> list[Any]:
+    # Lua's cjson writes an empty table as {}.
+    return list(value) if isinstance(value, list) else []
+
+
+def _stream(raw: dict[str, Any]) -> Stream:
+    return Stream(
+        stream_id=raw["id"],
+        publisher=raw["publisher"],
+        room=raw["room"] or None,
+        max_viewers=raw["maxv"] or None,
+        viewers=tuple(_list(raw["viewers"])),
+    )
