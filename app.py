@@ -11,6 +11,7 @@ from aiohttp import web
 from signaling.logs import configure
 from signaling.server import create_app
 from signaling.settings import Settings, SettingsError
+from signaling.workers import is_worker, supervise
 
 
 def main(argv: list[str]) -> int:
@@ -20,10 +21,18 @@ def main(argv: list[str]) -> int:
         print(f"app.py: invalid setting: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level)
-    logging.getLogger("signaling").info(
-        "serving on %s:%d (room size %d)", settings.host, settings.port, settings.room_capacity
+    log = logging.getLogger("signaling")
+    if settings.workers > 1 and not is_worker():
+        log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)
+        return supervise(settings.workers, argv)
+    log.info("serving on %s:%d (room size %d)", settings.host, settings.port, settings.room_capacity)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=is_worker() or None,
+        print=None,
     )
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     return 0
 
 

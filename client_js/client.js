@@ -26,19 +26,23 @@ export class SignalingClient extends Emitter {
     this.published = new Map(); // streamId -> {stream, room}
     this.playing = new Set();
     this.everConnected = false;
+    this.selfId = null;
     this.closed = false;
     this.socket = socket;
     this.#listen();
   }
 
+  // The server names peers (in a cluster, after the node that holds them): the id comes with
+  // every join ack and changes when the socket reconnects.
   get peerId() {
-    return this.socket.id;
+    return this.selfId ?? null;
   }
 
   // Rooms
 
   async join(room, metadata = {}) {
     const reply = await this.#request("join", { room, metadata });
+    this.selfId = reply.peerId;
     this.rooms.set(room, metadata);
     this.iceServers = reply.iceServers;
     this.emit("joined", { room, peerId: reply.peerId, peers: reply.peers });
@@ -176,7 +180,7 @@ export class SignalingClient extends Emitter {
   async #onConnect() {
     if (!this.everConnected) {
       this.everConnected = true;
-      this.emit("connected", { peerId: this.peerId });
+      this.emit("connected");
       return;
     }
     // A new socket is a new peer to the server: join, publish and play again.
@@ -191,6 +195,7 @@ export class SignalingClient extends Emitter {
   }
 
   #onDisconnect(reason) {
+    this.selfId = null;
     // The server forgets us with the socket: every connection is rebuilt after reconnecting.
     for (const [peerId, rooms] of this.peerRooms) {
       for (const room of rooms) this.emit("peer-left", { room, peerId, reason: "reconnecting" });

@@ -6,7 +6,8 @@
 //   client.on("track", ({ peerId, track, stream }) => ...);
 //   await client.join("lobby", { name: "Ada" });
 //
-// Events: connected, disconnected {reason}, reconnected, joined {room, peerId, peers},
+// client.peerId: this client's id, as the server gave it in the last join ack.
+// Events: connected, disconnected {reason}, reconnected {peerId}, joined {room, peerId, peers},
 // peer-joined {room, peerId, metadata}, peer-left {room, peerId, reason},
 // track {peerId, streamId, track, stream}, track-removed {peerId, streamId, track},
 // message {peerId, data}, channel-open {peerId}, channel-close {peerId},

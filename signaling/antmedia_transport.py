@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling.antmedia_schemas import build_command_schemas
 from signaling.errors import ErrorCode, SignalingError
@@ -140,6 +140,10 @@ class Membership:
     stream_id: str | None = None
 
 
+# Queued after the last message to a peer that is being sent away: the writer closes there.
+CLOSE: Message = {}
+
+
 class AntMediaPeer:
     """One Ant Media WebSocket connection: a peer of the core, and the sink for its messages.
 
@@ -183,10 +187,18 @@ class AntMediaPeer:
             if self._transport is not None:
                 self._transport.abort()
 
+    async def evict(self, reason: str) -> None:
+        # Ant Media's SDK reconnects when told the server is going away.
+        self.write(notification("server_will_stop", message=reason))
+        self.write(CLOSE)
+
     async def _write_all(self) -> None:
         try:
             while True:
                 command = await self._queue.get()
+                if command is CLOSE:
+                    await self.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"state lost; reconnect")
+                    return
                 await self.ws.send_str(orjson.dumps(command).decode())
         except ConnectionError as exc:
             log.info("peer=%s connection lost while writing: %s", self.peer_id, exc)
@@ -331,7 +343,9 @@ class AntMediaTransport:
         # The SDK appends ?target=origin|edge; routing is by path only, so the query is ignored.
         ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat)
         await ws.prepare(request)
-        peer = AntMediaPeer(f"am-{secrets.token_urlsafe(12)}", ws, request.transport, self._max_backlog)
+        peer = AntMediaPeer(
+            self._hub.peer_id(f"am-{secrets.token_urlsafe(12)}"), ws, request.transport, self._max_backlog
+        )
         log.info(
             "peer=%s connected from %s (app %s)",
             peer.peer_id,

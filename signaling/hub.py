@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 from signaling.errors import ErrorCode, SignalingError
 from signaling.messages import (
     EndReason,
+    GoneReason,
     Outbound,
     PeerJoined,
     PeerLeft,
@@ -33,6 +34,9 @@ class Sink(Protocol):
     """How one connected peer receives messages; each transport provides its own."""
 
     async def send(self, message: Outbound) -> None: ...
+
+    async def evict(self, reason: str) -> None:
+        """Disconnect the peer so that it reconnects and joins again."""
 
 
 class LocalDelivery:
@@ -67,29 +71,46 @@ class LocalDelivery:
     def connected(self) -> int:
         return len(self._sinks)
 
+    def local_peers(self) -> list[str]:
+        return list(self._sinks)
+
+    async def evict_all(self, reason: str) -> None:
+        for sink in list(self._sinks.values()):
+            await sink.evict(reason)
+
 
 class Hub:
-    def __init__(self, store: Store, delivery: LocalDelivery, *, room_capacity: int) -> None:
+    def __init__(
+        self, store: Store, delivery: LocalDelivery, *, room_capacity: int, peer_id_prefix: str = ""
+    ) -> None:
         self.store = store
         self.delivery = delivery
         self.room_capacity = room_capacity
+        self.peer_id_prefix = peer_id_prefix
+
+    def peer_id(self, local_id: str) -> str:
+        """The cluster-wide id of a connection this node holds (its node's name comes first)."""
+        return self.peer_id_prefix + local_id
 
     def connect(self, peer_id: str, sink: Sink) -> None:
         self.delivery.attach(peer_id, sink)
 
-    async def disconnect(self, peer_id: str) -> None:
+    async def disconnect(self, peer_id: str, reason: GoneReason = "disconnected") -> None:
         """Forget the peer entirely and tell everyone it shared a room or a stream with."""
         self.delivery.detach(peer_id)
-        removal = await self.store.remove_peer(peer_id)
+        try:
+            removal = await self.store.remove_peer(peer_id)
+        except SignalingError as error:
+            # Shared state unreachable: this node's lease lapses and another node reaps the peer.
+            log.warning("peer=%s could not be removed now: %s", peer_id, error.message)
+            return
         for stream in removal.published:
-            await self._announce_unpublished(stream, "disconnected")
+            await self._announce_unpublished(stream, reason)
         for stream in removal.played:
-            await self.delivery.deliver(
-                stream.publisher, ViewerLeft(stream.stream_id, peer_id, "disconnected")
-            )
+            await self.delivery.deliver(stream.publisher, ViewerLeft(stream.stream_id, peer_id, reason))
         for departure in removal.rooms:
-            log.info("peer=%s room=%s left (disconnected)", peer_id, departure.room)
-            await self._tell(departure.remaining, PeerLeft(departure.room, peer_id, "disconnected"))
+            log.info("peer=%s room=%s left (%s)", peer_id, departure.room, reason)
+            await self._tell(departure.remaining, PeerLeft(departure.room, peer_id, reason))
 
     # Rooms
 

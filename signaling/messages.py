@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from signaling.store import Metadata, Route
 
-LeaveReason = Literal["left", "disconnected"]
-EndReason = Literal["stopped", "disconnected"]
+# "node_lost": the server process holding the peer died; another node announced it.
+LeaveReason = Literal["left", "disconnected", "node_lost"]
+EndReason = Literal["stopped", "disconnected", "node_lost"]
+GoneReason = Literal["disconnected", "node_lost"]
 DescriptionType = Literal["offer", "answer"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -15,17 +16,31 @@ from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
 from signaling.store import MemoryStore, Store
 
+if TYPE_CHECKING:
+    from signaling.cluster import Cluster
+
 log = logging.getLogger("signaling.server")
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 
 HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 SETTINGS = web.AppKey("settings", Settings)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Alive: the process answers. Says which node answered, useful behind a load balancer."""
+    cluster = request.app.get(CLUSTER)
+    return web.json_response({"status": "ok", "node": cluster.node_id if cluster else None})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: always alone; with Redis, only while Redis answers and the node is in."""
+    cluster = request.app.get(CLUSTER)
+    if cluster is None or cluster.ready:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "unavailable", "reason": "Redis unreachable"}, status=503)
 
 
 def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -37,13 +52,33 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     return serve
 
 
+def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
+    if not settings.redis_url:
+        return Hub(
+            store or MemoryStore(settings.peer_limits), LocalDelivery(), room_capacity=settings.room_capacity
+        )
+    # Imported only here: a single process needs neither Redis nor its client library.
+    from signaling.cluster import Cluster
+
+    cluster = Cluster(settings.redis_url, limits=settings.peer_limits, lease_seconds=settings.node_lease)
+    hub = Hub(
+        cluster.store,
+        cluster.delivery,
+        room_capacity=settings.room_capacity,
+        peer_id_prefix=cluster.peer_id_prefix,
+    )
+    cluster.bind(hub)
+    app[CLUSTER] = cluster
+    app.cleanup_ctx.append(cluster.lifecycle)
+    return hub
+
+
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """The whole server; `store` replaces the in-memory state (tests, other backends)."""
     if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
         log.warning("client_js/node_modules is missing: run bin/setup, or the browser client cannot load")
-    hub = Hub(
-        store or MemoryStore(settings.peer_limits), LocalDelivery(), room_capacity=settings.room_capacity
-    )
+    app = web.Application()
+    hub = _hub(app, settings, store)
     sio = SignalingServer(
         max_backlog=settings.max_backlog,
         async_mode="aiohttp",
@@ -51,6 +86,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         max_http_buffer_size=settings.max_message_bytes,
+        # Long-polling needs every request of a session on one process; several workers on one
+        # port cannot promise that, so they speak WebSocket only.
+        transports=["websocket"] if settings.workers > 1 else ["polling", "websocket"],
         logger=False,
         engineio_logger=False,
     )
@@ -65,12 +103,12 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         ice_servers=lambda: ice_servers,
     )
 
-    app = web.Application()
     app[HUB] = hub
     app[SOCKETIO] = sio
     app[SETTINGS] = settings
     sio.attach(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/{app}/websocket", antmedia.handle)
     # The static files below own every path under /client/, so that app name needs its own route.
     app.router.add_get("/client/websocket", antmedia.handle)

@@ -140,6 +140,19 @@ OPTIONS: tuple[Option, ...] = (
         "log_level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR (SDP is logged only at DEBUG)"
     ),
     Option(
+        "redis_url",
+        "REDIS_URL",
+        str,
+        "Redis for running several nodes (processes, dynos) as one server; unset: one process, in memory",
+    ),
+    Option(
+        "node_lease",
+        "NODE_LEASE_SECONDS",
+        _positive_float,
+        "with Redis: how long a node may go silent before others free its peers (reason node_lost)",
+    ),
+    Option("workers", "WORKERS", _positive_int, "processes serving one port (more than 1 needs REDIS_URL)"),
+    Option(
         "ice_servers",
         "ICE_SERVERS",
         parse_ice_servers,
@@ -165,6 +178,9 @@ class Settings:
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     log_level: str = "INFO"
+    redis_url: str | None = None
+    node_lease: float = 10.0
+    workers: int = 1
     ice_servers: tuple[dict[str, Any], ...] = ({"urls": "stun:stun.l.google.com:19302"},)
 
     @property
@@ -207,6 +223,8 @@ def _cast(option: Option, raw: str, source: str) -> Any:
 
 
 def _check_consistency(settings: Settings) -> None:
+    if settings.workers > 1 and not settings.redis_url:
+        raise SettingsError("WORKERS above 1 needs REDIS_URL: the workers share their state through Redis")
     if settings.max_sdp_chars >= settings.max_message_bytes:
         raise SettingsError(
             f"MAX_SDP_CHARS ({settings.max_sdp_chars}) must be below MAX_MESSAGE_BYTES "

@@ -93,6 +93,10 @@ class SocketIOSink:
         event, payload = render(message)
         await self._sio.emit(event, payload, to=self._sid)
 
+    async def evict(self, reason: str) -> None:
+        # Cutting the connection makes socket.io clients reconnect by themselves.
+        self._sio.drop(self._sid, reason)
+
 
 class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
     """An AsyncServer that decodes client packets itself and hands every event, with its raw
@@ -234,14 +238,18 @@ class SocketIOTransport:
         sio.on("disconnect", self.disconnect)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        log.info("peer=%s connected from %s", sid, environ.get("REMOTE_ADDR"))
-        self._hub.connect(sid, SocketIOSink(self._sio, sid))
+        peer = self._hub.peer_id(sid)
+        log.info("peer=%s connected from %s", peer, environ.get("REMOTE_ADDR"))
+        self._hub.connect(peer, SocketIOSink(self._sio, sid))
 
     async def disconnect(self, sid: str, reason: str = "") -> None:
-        log.info("peer=%s disconnected (%s)", sid, reason)
-        await self._hub.disconnect(sid)
+        peer = self._hub.peer_id(sid)
+        log.info("peer=%s disconnected (%s)", peer, reason)
+        await self._hub.disconnect(peer)
 
     async def dispatch(self, sid: str, data: list[Any]) -> Reply:
+        """Answer one client event; handlers get the cluster-wide peer id, not the socket id."""
+        peer = self._hub.peer_id(sid)
         event = data[0] if data else None
         name = event[:64] if isinstance(event, str) else repr(event)[:64]
         try:
@@ -252,36 +260,36 @@ class SocketIOTransport:
                     f"unknown event {name!r}; this server accepts {', '.join(self._handlers)}",
                 )
             request = parse(self._schemas[name], name, tuple(data[1:]))
-            return {"ok": True, **await handler(sid, request)}
+            return {"ok": True, **await handler(peer, request)}
         except SignalingError as error:
-            log.warning("peer=%s event=%s refused: %s: %s", sid, name, error.code, error.message)
+            log.warning("peer=%s event=%s refused: %s: %s", peer, name, error.code, error.message)
             return {"ok": False, "error": error.to_dict()}
         except Exception:
-            log.exception("peer=%s event=%s failed", sid, name)
+            log.exception("peer=%s event=%s failed", peer, name)
             internal = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this event")
             return {"ok": False, "error": internal.to_dict()}
 
-    async def join(self, sid: str, request: dict[str, Any]) -> Reply:
+    async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
-        existing = await self._hub.join(sid, room, request["metadata"])
+        existing = await self._hub.join(peer, room, request["metadata"])
         streams = await self._hub.store.room_streams(room)
         return {
-            "peerId": sid,
+            "peerId": peer,
             "room": room,
             "peers": [{"peerId": m.peer_id, "metadata": m.metadata} for m in existing],
             "streams": [{"streamId": s.stream_id, "peerId": s.publisher} for s in streams],
             "iceServers": self._ice_servers(),
         }
 
-    async def leave(self, sid: str, request: dict[str, Any]) -> Reply:
-        await self._hub.leave(sid, request["room"])
+    async def leave(self, peer: str, request: dict[str, Any]) -> Reply:
+        await self._hub.leave(peer, request["room"])
         return {"room": request["room"]}
 
-    async def relay_description(self, kind: DescriptionType, sid: str, request: dict[str, Any]) -> Reply:
+    async def relay_description(self, kind: DescriptionType, peer: str, request: dict[str, Any]) -> Reply:
         signal = SessionDescription(type=kind, sdp=request["sdp"])
-        return await self._relay(sid, request, signal)
+        return await self._relay(peer, request, signal)
 
-    async def relay_candidate(self, sid: str, request: dict[str, Any]) -> Reply:
+    async def relay_candidate(self, peer: str, request: dict[str, Any]) -> Reply:
         body = request["candidate"]
         candidate = (
             None
@@ -293,27 +301,27 @@ class SocketIOTransport:
                 username_fragment=body["usernameFragment"],
             )
         )
-        return await self._relay(sid, request, IceCandidate(candidate))
+        return await self._relay(peer, request, IceCandidate(candidate))
 
-    async def relay_peer_message(self, sid: str, request: dict[str, Any]) -> Reply:
-        return await self._relay(sid, request, PeerMessage(request["definition"], request["data"]))
+    async def relay_peer_message(self, peer: str, request: dict[str, Any]) -> Reply:
+        return await self._relay(peer, request, PeerMessage(request["definition"], request["data"]))
 
-    async def _relay(self, sid: str, request: dict[str, Any], signal: Signal) -> Reply:
+    async def _relay(self, peer: str, request: dict[str, Any], signal: Signal) -> Reply:
         route = await self._hub.relay(
-            sid, request["target"], signal, room=request["room"], stream_id=request["streamId"]
+            peer, request["target"], signal, room=request["room"], stream_id=request["streamId"]
         )
         return {"room": route.room} if route.room is not None else {"streamId": route.stream_id}
 
-    async def publish(self, sid: str, request: dict[str, Any]) -> Reply:
+    async def publish(self, peer: str, request: dict[str, Any]) -> Reply:
         stream = await self._hub.publish(
-            sid, request["streamId"], room=request["room"], max_viewers=request["maxViewers"]
+            peer, request["streamId"], room=request["room"], max_viewers=request["maxViewers"]
         )
         return {"streamId": stream.stream_id, "room": stream.room}
 
-    async def play(self, sid: str, request: dict[str, Any]) -> Reply:
-        stream = await self._hub.play(sid, request["streamId"])
+    async def play(self, peer: str, request: dict[str, Any]) -> Reply:
+        stream = await self._hub.play(peer, request["streamId"])
         return {"streamId": stream.stream_id, "publisher": stream.publisher}
 
-    async def stop(self, sid: str, request: dict[str, Any]) -> Reply:
-        ended = await self._hub.stop(sid, request["streamId"])
+    async def stop(self, peer: str, request: dict[str, Any]) -> Reply:
+        ended = await self._hub.stop(peer, request["streamId"])
         return {"streamId": request["streamId"], "stopped": ended}

@@ -30,9 +30,15 @@ class Recorder:
     async def send(self, message: Outbound) -> None:
         self.messages.append(message)
 
+    async def evict(self, reason: str) -> None:
+        self.messages.clear()
+
 
 class Broken:
     async def send(self, message: Outbound) -> None:
+        raise ConnectionResetError("socket went away")
+
+    async def evict(self, reason: str) -> None:
         raise ConnectionResetError("socket went away")
 
 

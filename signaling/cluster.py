@@ -1,0 +1,209 @@
+"""Running as one node of several, sharing state and delivering through Redis.
+
+- Delivery: a peer's id names the node that holds it ("<node>~<local id>"), so a message for one
+  peer is one PUBLISH on that node's own channel, read by that node alone: the cost of a delivery
+  does not grow with the number of nodes.
+- Liveness: each node keeps a lease key alive in Redis. A node whose lease lapses (killed, frozen,
+  cut off) is reaped by another: its peers are removed and announced as left with reason
+  "node_lost".
+- Lost state: a node that finds its own lease gone (Redis restarted empty, or it was reaped while
+  cut off) can no longer trust the shared state of its peers, so it evicts them; clients reconnect
+  and join again, which rebuilds the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from signaling import codec
+from signaling.hub import Hub, LocalDelivery
+from signaling.messages import Outbound
+from signaling.redis_store import RedisStore, node_of
+from signaling.store import PeerLimits
+
+log = logging.getLogger("signaling.cluster")
+
+
+def new_node_id() -> str:
+    # Short, unique enough across restarts, and free of the "~" that separates it in peer ids.
+    host = socket.gethostname().split(".")[0][:16].replace("~", "-")
+    return f"{host}-{secrets.token_hex(3)}"
+
+
+class ClusterDelivery(LocalDelivery):
+    """Local peers directly; peers on other nodes through their node's Redis channel."""
+
+    def __init__(self, client: redis.Redis, node_id: str, prefix: str) -> None:
+        super().__init__()
+        self.client = client
+        self.node_id = node_id
+        self.prefix = prefix
+
+    def inbox(self, node_id: str) -> str:
+        return f"{self.prefix}node:{node_id}:inbox"
+
+    async def deliver(self, peer_id: str, message: Outbound) -> None:
+        node = node_of(peer_id)
+        if node == self.node_id:
+            await super().deliver(peer_id, message)
+            return
+        try:
+            await self.client.publish(self.inbox(node), codec.encode(peer_id, message))
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "peer=%s delivery of %s to node %s lost: %s", peer_id, type(message).__name__, node, exc
+            )
+
+    async def listen(self, ready: asyncio.Event) -> None:
+        """Deliver what other nodes publish for this node's peers, resubscribing after outages."""
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.inbox(self.node_id))
+                    ready.set()
+                    async for item in pubsub.listen():
+                        if item["type"] == "message":
+                            peer_id, message = codec.decode(item["data"])
+                            await super().deliver(peer_id, message)
+            except (RedisError, OSError) as exc:
+                ready.clear()
+                log.warning("node inbox unavailable (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+
+
+class Node:
+    """This process's membership in the cluster: lease, reaping of dead nodes, readiness."""
+
+    def __init__(
+        self, client: redis.Redis, hub: Hub, delivery: ClusterDelivery, *, lease_seconds: float, prefix: str
+    ) -> None:
+        self.client = client
+        self.hub = hub
+        self.delivery = delivery
+        self.node_id = delivery.node_id
+        self.lease_ms = int(lease_seconds * 1000)
+        self.interval = lease_seconds / 3
+        self.prefix = prefix
+        self.redis_ok = False
+        self.subscribed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def ready(self) -> bool:
+        return self.redis_ok and self.subscribed.is_set()
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.delivery.listen(self.subscribed), name="cluster-inbox"),
+            asyncio.create_task(self._keep_lease(), name="cluster-lease"),
+            asyncio.create_task(self._reap_forever(), name="cluster-reaper"),
+        ]
+        log.info("node %s joined the cluster (lease %d ms)", self.node_id, self.lease_ms)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # A clean exit frees its peers at once instead of leaving them to the reaper.
+        for peer_id in self.delivery.local_peers():
+            with contextlib.suppress(Exception):
+                await self.hub.disconnect(peer_id)
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.srem(self._key("nodes"), self.node_id)
+            await self.client.delete(self._key("node", self.node_id, "alive"))
+
+    async def _keep_lease(self) -> None:
+        alive = self._key("node", self.node_id, "alive")
+        first = True
+        while True:
+            try:
+                renewed = await self.client.set(alive, "1", xx=True, px=self.lease_ms)
+                if not renewed:
+                    await self.client.set(alive, "1", px=self.lease_ms)
+                    await self.client.sadd(self._key("nodes"), self.node_id)
+                    if not first:
+                        log.warning(
+                            "node %s lost its lease: evicting local peers so they rejoin", self.node_id
+                        )
+                        await self.delivery.evict_all("shared state was lost")
+                first = False
+                self.redis_ok = True
+            except (RedisError, OSError) as exc:
+                if self.redis_ok:
+                    log.warning("node %s cannot reach Redis: %s", self.node_id, exc)
+                self.redis_ok = False
+            await asyncio.sleep(self.interval)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.reap()
+            except (RedisError, OSError) as exc:
+                log.debug("reaper skipped a round: %s", exc)
+
+    async def reap(self) -> None:
+        """Free the peers of every node whose lease has lapsed; one node does each."""
+        for raw in await self.client.smembers(self._key("nodes")):
+            node = raw.decode() if isinstance(raw, bytes) else raw
+            if node == self.node_id or await self.client.exists(self._key("node", node, "alive")):
+                continue
+            if not await self.client.set(self._key("reap", node), self.node_id, nx=True, px=self.lease_ms):
+                continue
+            peers = [
+                p.decode() if isinstance(p, bytes) else p
+                for p in await self.client.smembers(self._key("node", node, "peers"))
+            ]
+            log.warning("node %s is gone: freeing its %d peers", node, len(peers))
+            for peer_id in peers:
+                await self.hub.disconnect(peer_id, reason="node_lost")
+            await self.client.srem(self._key("nodes"), node)
+            await self.client.delete(self._key("node", node, "peers"))
+
+
+class Cluster:
+    """Everything a node needs to run with Redis, built from the settings and wired to the hub."""
+
+    PREFIX = "sig:"
+
+    def __init__(self, url: str, *, limits: PeerLimits, lease_seconds: float) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.node_id = new_node_id()
+        self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX)
+        self.store = RedisStore(self.client, limits=limits, prefix=self.PREFIX)
+        self.lease_seconds = lease_seconds
+        self.node: Node | None = None
+
+    @property
+    def peer_id_prefix(self) -> str:
+        return f"{self.node_id}~"
+
+    def bind(self, hub: Hub) -> None:
+        self.node = Node(
+            self.client, hub, self.delivery, lease_seconds=self.lease_seconds, prefix=self.PREFIX
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.node is not None and self.node.ready
+
+    async def lifecycle(self, app: object) -> AsyncIterator[None]:
+        """aiohttp cleanup context: join the cluster on start-up, leave it cleanly on shutdown."""
+        assert self.node is not None, "bind() the hub first"
+        await self.node.start()
+        yield
+        await self.node.stop()
+        await self.client.aclose()

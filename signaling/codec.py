@@ -1,0 +1,92 @@
+"""Core messages to bytes and back, for delivery to a peer held by another node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from signaling.messages import (
+    Candidate,
+    IceCandidate,
+    Outbound,
+    PeerJoined,
+    PeerLeft,
+    PeerMessage,
+    Relayed,
+    SessionDescription,
+    Signal,
+    StreamEnded,
+    StreamPublished,
+    StreamUnpublished,
+    ViewerJoined,
+    ViewerLeft,
+)
+from signaling.store import Route
+
+# Flat messages: every field is JSON as it stands.
+FLAT: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        PeerJoined,
+        PeerLeft,
+        StreamPublished,
+        StreamUnpublished,
+        ViewerJoined,
+        ViewerLeft,
+        StreamEnded,
+    )
+}
+
+
+def encode(peer_id: str, message: Outbound) -> bytes:
+    if isinstance(message, Relayed):
+        body: dict[str, Any] = {
+            "sender": message.sender,
+            "target": message.target,
+            "room": message.route.room,
+            "stream": message.route.stream_id,
+            "signal": _encode_signal(message.signal),
+        }
+    else:
+        body = dict(vars(message))
+    return orjson.dumps({"to": peer_id, "type": type(message).__name__, "body": body})
+
+
+def decode(data: bytes) -> tuple[str, Outbound]:
+    envelope = orjson.loads(data)
+    kind, body = envelope["type"], envelope["body"]
+    if kind == "Relayed":
+        message: Outbound = Relayed(
+            body["sender"],
+            body["target"],
+            Route(body["room"], body["stream"]),
+            _decode_signal(body["signal"]),
+        )
+    else:
+        message = FLAT[kind](**body)
+    return envelope["to"], message
+
+
+def _encode_signal(signal: Signal) -> dict[str, Any]:
+    match signal:
+        case SessionDescription(type=kind, sdp=sdp):
+            return {"kind": "description", "type": kind, "sdp": sdp}
+        case IceCandidate(candidate=None):
+            return {"kind": "candidate", "candidate": None}
+        case IceCandidate(candidate=Candidate() as candidate):
+            return {"kind": "candidate", "candidate": vars(candidate)}
+        case PeerMessage(definition=definition, data=data):
+            return {"kind": "message", "definition": definition, "data": data}
+    raise TypeError(f"cannot encode {signal!r}")
+
+
+def _decode_signal(raw: dict[str, Any]) -> Signal:
+    match raw["kind"]:
+        case "description":
+            return SessionDescription(raw["type"], raw["sdp"])
+        case "candidate":
+            return IceCandidate(None if raw["candidate"] is None else Candidate(**raw["candidate"]))
+        case "message":
+            return PeerMessage(raw["definition"], raw["data"])
+    raise ValueError(f"unknown signal kind {raw['kind']!r}")
