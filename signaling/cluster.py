@@ -21,6 +21,9 @@ import socket
 from collections.abc import AsyncIterator
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from signaling import codec
@@ -180,7 +183,15 @@ class Cluster:
     PREFIX = "sig:"
 
     def __init__(self, url: str, *, limits: PeerLimits, lease_seconds: float) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # Pooled connections die with a Redis restart; retrying on a fresh one hides that from
+        # clients once Redis is back.
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
+            retry_on_error=[RedisConnectionError],
+        )
         self.node_id = new_node_id()
         self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX)
         self.store = RedisStore(self.client, limits=limits, prefix=self.PREFIX)

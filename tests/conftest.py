@@ -17,7 +17,7 @@ from signaling.store import MemoryStore, Store
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 
-pytest_plugins = ["tests.browser_support", "tests.redis_support"]
+pytest_plugins = ["tests.browser_support", "tests.redis_support", "tests.cluster_support"]
 
 TEST_SETTINGS = Settings(
     host="127.0.0.1",

@@ -218,7 +218,10 @@ async def test_healthz_and_client_files(server: RunningServer) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{server.url}/healthz") as response:
             assert response.status == 200
-            assert await response.json() == {"status": "ok"}
+            assert await response.json() == {"status": "ok", "node": None}
+        async with http.get(f"{server.url}/readyz") as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ready"}
         async with http.get(f"{server.url}/client/README.md") as response:
             assert response.status == 200
             assert "Browser client" in await response.text()

@@ -1,0 +1,110 @@
+"""Several real server processes sharing one real redis-server: the cluster under test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis.asyncio as redis
+
+from tests.redis_support import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE_SECONDS = 1.5
+
+
+@dataclass
+class NodeProcess:
+    url: str
+    process: asyncio.subprocess.Process
+    node_id: str = ""
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws")
+
+    def kill(self) -> None:
+        """kill -9: no goodbye, no cleanup; the others must notice by themselves."""
+        self.process.send_signal(signal.SIGKILL)
+
+
+async def get_json(url: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, await response.json()
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+async def start_node(redis_url: str, *extra: str, **env: str) -> NodeProcess:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "REDIS_URL": redis_url,
+        "NODE_LEASE_SECONDS": str(LEASE_SECONDS),
+        "ICE_SERVERS": "stun:127.0.0.1:3478",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "app.py", *extra, cwd=ROOT, env=environment
+    )
+    node = NodeProcess(f"http://127.0.0.1:{port}", process)
+
+    async def ready() -> bool:
+        if process.returncode is not None:
+            raise AssertionError(f"node exited with {process.returncode}")
+        try:
+            status, _ = await get_json(f"{node.url}/readyz")
+        except aiohttp.ClientError:
+            return False
+        return status == 200
+
+    await wait_until(ready, f"node on port {port} to be ready")
+    node.node_id = str((await get_json(f"{node.url}/healthz"))[1]["node"])
+    return node
+
+
+StartNodes = Callable[..., Awaitable[list[NodeProcess]]]
+
+
+@pytest.fixture
+async def start_nodes(redis_server: RedisServer) -> AsyncIterator[StartNodes]:
+    """Start server processes on a flushed Redis; all are stopped at the end of the test."""
+    if redis_server.process is None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    started: list[NodeProcess] = []
+
+    async def start(count: int, *extra: str, **env: str) -> list[NodeProcess]:
+        nodes = [await start_node(redis_server.url, *extra, **env) for _ in range(count)]
+        started.extend(nodes)
+        return nodes
+
+    yield start
+    for node in started:
+        if node.process.returncode is None:
+            node.process.terminate()
+    for node in started:
+        try:
+            await asyncio.wait_for(node.process.wait(), 10)
+        except TimeoutError:
+            node.kill()
+            await node.process.wait()

@@ -1,0 +1,311 @@
+"""Scale-out: real server processes sharing a real redis-server, with socket.io and Ant Media
+clients spread over them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as redis
+
+from signaling.client import RequestFailed, SignalingClient
+from tests.cluster_support import LEASE_SECONDS, StartNodes, get_json, wait_until
+from tests.conftest import ConnectAntMedia
+from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
+from tests.redis_support import RedisServer
+
+
+def node_of(peer_id: str | None) -> str:
+    assert peer_id is not None
+    return peer_id.split("~", 1)[0]
+
+
+async def test_socketio_call_across_nodes(start_nodes: StartNodes, connect: ConnectPeer) -> None:
+    a, b = await start_nodes(2)
+    alice = await connect(a.url)
+    await alice.join("cross")
+    bob = await connect(b.url)
+    joined = await bob.join("cross")
+    assert node_of(alice.peer_id) == a.node_id and node_of(bob.peer_id) == b.node_id
+    assert joined["peers"] == [{"peerId": alice.peer_id, "metadata": {}}]
+    assert (await alice.next("peer-joined"))["peerId"] == bob.peer_id
+    assert alice.peer_id and bob.peer_id
+
+    await alice.offer(bob.peer_id, SDP_OFFER)
+    assert await bob.next("offer") == {
+        "from": alice.peer_id,
+        "target": bob.peer_id,
+        "room": "cross",
+        "sdp": SDP_OFFER,
+    }
+    await bob.answer(alice.peer_id, SDP_ANSWER)
+    assert (await alice.next("answer"))["sdp"] == SDP_ANSWER
+    for i in range(50):
+        await alice.emit(
+            "ice-candidate", {"target": bob.peer_id, "candidate": {**CANDIDATE, "sdpMid": str(i)}}
+        )
+    assert [(await bob.next("ice-candidate"))["candidate"]["sdpMid"] for _ in range(50)] == [
+        str(i) for i in range(50)
+    ]
+
+    await bob.leave("cross")
+    assert (await alice.next("peer-left"))["reason"] == "left"
+    await bob.join("cross")
+    await alice.next("peer-joined")
+    await bob.close()
+    assert await alice.next("peer-left") == {"room": "cross", "peerId": bob.peer_id, "reason": "disconnected"}
+
+
+async def test_antmedia_p2p_across_nodes_and_transports(
+    start_nodes: StartNodes, antmedia: ConnectAntMedia, connect: ConnectPeer
+) -> None:
+    a, b = await start_nodes(2)
+    first = await antmedia(a.url)
+    await first.request("join", "notification:joined", streamId="amcall")
+    second = await antmedia(b.url)
+    await second.request("join", "notification:joined", streamId="amcall")
+    assert await first.next("start") == {"command": "start", "streamId": "amcall"}
+    await first.send("takeConfiguration", streamId="amcall", type="offer", sdp=SDP_OFFER)
+    assert (await second.next("takeConfiguration"))["idMapping"] == {}
+    await second.send("takeCandidate", streamId="amcall", label=0, id="0", candidate=CANDIDATE["candidate"])
+    assert (await first.next("takeCandidate"))["label"] == 0
+    third = await antmedia(a.url)
+    assert (await third.request("join", "error", streamId="amcall"))["definition"] == "NoSpaceForNewPeer"
+    await second.request("leave", "notification:leaved", streamId="amcall")
+    assert await first.next("stop") == {"command": "stop", "streamId": "amcall"}
+
+    # A socket.io peer on the other node takes the free seat.
+    sio = await connect(b.url)
+    joined = await sio.join("amcall")
+    assert await first.next("start") == {"command": "start", "streamId": "amcall"}
+    await first.send("takeConfiguration", streamId="amcall", type="offer", sdp=SDP_OFFER)
+    offer = await sio.next("offer")
+    assert offer["from"] == joined["peers"][0]["peerId"]
+    await sio.answer(offer["from"], SDP_ANSWER)
+    assert (await first.next("takeConfiguration"))["type"] == "answer"
+
+
+async def test_publish_play_across_nodes(
+    start_nodes: StartNodes, antmedia: ConnectAntMedia, connect: ConnectPeer
+) -> None:
+    a, b, c = await start_nodes(3)
+    # An Ant Media publisher on one node, a socket.io viewer on another.
+    publisher = await antmedia(a.url)
+    await publisher.request("publish", "notification:publish_started", streamId="show")
+    viewer = await connect(b.url)
+    played = await viewer.play("show")
+    assert await publisher.next("start") == {"command": "start", "streamId": "show"}
+    await publisher.send("takeConfiguration", streamId="show", type="offer", sdp=SDP_OFFER)
+    offer = await viewer.next("offer")
+    assert offer["from"] == played["publisher"] and offer["streamId"] == "show"
+    await viewer.answer(offer["from"], SDP_ANSWER, stream_id="show")
+    assert (await publisher.next("takeConfiguration"))["type"] == "answer"
+    late = await connect(c.url)
+    with pytest.raises(RequestFailed) as limited:
+        await late.play("show")
+    assert limited.value.code == "viewer_limit_reached"
+
+    # A socket.io publisher serving Ant Media viewers on two other nodes.
+    caster = await connect(a.url)
+    await caster.publish("cast")
+    for node in (b, c):
+        watcher = await antmedia(node.url)
+        await watcher.send("play", streamId="cast")
+        viewer_id = (await caster.next("viewer-joined"))["viewerId"]
+        assert node_of(viewer_id) == node.node_id
+        await caster.offer(viewer_id, SDP_OFFER, stream_id="cast")
+        assert (await watcher.next("takeConfiguration"))["type"] == "offer"
+        await watcher.send("takeConfiguration", streamId="cast", type="answer", sdp=SDP_ANSWER)
+        assert (await caster.next("answer"))["from"] == viewer_id
+        await watcher.next("notification:play_started")
+
+
+async def test_conference_across_nodes(
+    start_nodes: StartNodes, antmedia: ConnectAntMedia, connect: ConnectPeer
+) -> None:
+    a, b = await start_nodes(2)
+    alice = await antmedia(a.url)
+    joined = await alice.request("joinRoom", "notification:joinedTheRoom", room="meet")
+    await alice.request("publish", "notification:publish_started", streamId=joined["streamId"])
+    bob = await antmedia(b.url)
+    bob_joined = await bob.request("joinRoom", "notification:joinedTheRoom", room="meet")
+    assert bob_joined["streams"] == [joined["streamId"]]
+    await bob.request("publish", "notification:publish_started", streamId=bob_joined["streamId"])
+    assert (await alice.next("notification:streamJoined"))["streamId"] == bob_joined["streamId"]
+    sio = await connect(b.url)
+    reply = await sio.join("meet")
+    assert {s["streamId"] for s in reply["streams"]} == {joined["streamId"], bob_joined["streamId"]}
+    await sio.play(joined["streamId"])
+    assert await alice.next("start") == {"command": "start", "streamId": joined["streamId"]}
+    await bob.request("leaveFromRoom", "notification:leavedFromRoom", room="meet")
+    assert (await alice.next("notification:streamLeaved"))["streamId"] == bob_joined["streamId"]
+
+
+async def test_simultaneous_joins_never_overfill(start_nodes: StartNodes, antmedia: ConnectAntMedia) -> None:
+    nodes = await start_nodes(3)
+    for attempt in range(30):
+        room = f"race{attempt}"
+        host = await antmedia(nodes[0].url)
+        await host.request("join", "notification:joined", streamId=room)
+        rivals = [await antmedia(nodes[1].url), await antmedia(nodes[2].url)]
+        await asyncio.gather(*(rival.send("join", streamId=room) for rival in rivals))
+        outcomes = []
+        for rival in rivals:
+            done, _ = await asyncio.wait(
+                [
+                    asyncio.ensure_future(rival.next("notification:joined")),
+                    asyncio.ensure_future(rival.next("error")),
+                ],
+                timeout=10,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            outcomes.append(str(done.pop().result().get("definition")))
+        assert sorted(outcomes) == ["NoSpaceForNewPeer", "joined"], outcomes
+        for client in [host, *rivals]:
+            await client.close()
+
+
+async def test_simultaneous_publishes_of_one_stream(
+    start_nodes: StartNodes, antmedia: ConnectAntMedia
+) -> None:
+    a, b = await start_nodes(2)
+    for attempt in range(30):
+        stream = f"dup{attempt}"
+        rivals = [await antmedia(a.url), await antmedia(b.url)]
+        await asyncio.gather(*(rival.send("publish", streamId=stream) for rival in rivals))
+        outcomes = []
+        for rival in rivals:
+            done, _ = await asyncio.wait(
+                [
+                    asyncio.ensure_future(rival.next("notification:publish_started")),
+                    asyncio.ensure_future(rival.next("error")),
+                ],
+                timeout=10,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            outcomes.append(done.pop().result()["definition"])
+        assert sorted(outcomes) == ["publish_started", "streamIdInUse"], outcomes
+        for client in rivals:
+            await client.close()
+
+
+async def test_killed_node_is_noticed_and_its_peers_freed(
+    start_nodes: StartNodes, antmedia: ConnectAntMedia, connect: ConnectPeer
+) -> None:
+    survivor, doomed = await start_nodes(2)
+    alice = await connect(survivor.url)
+    await alice.join("fragile")
+    bob = await connect(doomed.url)
+    await bob.join("fragile")
+    await alice.next("peer-joined")
+    publisher = await antmedia(doomed.url)
+    await publisher.request("publish", "notification:publish_started", streamId="doomed-show")
+    viewer = await antmedia(survivor.url)
+    await viewer.send("play", streamId="doomed-show")
+    caller = await antmedia(survivor.url)
+    await caller.request("join", "notification:joined", streamId="p2p-fragile")
+    callee = await antmedia(doomed.url)
+    await callee.request("join", "notification:joined", streamId="p2p-fragile")
+    await caller.next("start")
+
+    killed_at = time.monotonic()
+    doomed.kill()
+    left = await alice.next("peer-left", timeout=15)
+    noticed_after = time.monotonic() - killed_at
+    assert left == {"room": "fragile", "peerId": bob.peer_id, "reason": "node_lost"}
+    assert noticed_after < LEASE_SECONDS + 5, noticed_after
+    assert await viewer.next("stop") == {"command": "stop", "streamId": "doomed-show"}
+    await viewer.next("notification:play_finished")
+    assert await caller.next("stop") == {"command": "stop", "streamId": "p2p-fragile"}
+    # The dead node's seats and streams are free again.
+    replacement = await antmedia(survivor.url)
+    await replacement.request("join", "notification:joined", streamId="p2p-fragile")
+    await replacement.request("publish", "notification:publish_started", streamId="doomed-show")
+    assert (await get_json(f"{survivor.url}/readyz"))[0] == 200
+
+
+async def test_redis_outage_and_recovery(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    a, b = await start_nodes(2)
+    alice = await connect(a.url)
+    await alice.join("outage")
+    disconnected = asyncio.ensure_future(alice.next("disconnect", timeout=30))
+
+    redis_server.stop()
+
+    async def unready() -> bool:
+        return [(await get_json(f"{node.url}/readyz"))[0] for node in (a, b)] == [503, 503]
+
+    await wait_until(unready, "both nodes to report not ready")
+    refused = await alice.request("join", {"room": "while-down"})
+    assert refused["error"]["code"] == "service_unavailable"
+    assert alice.sio.connected  # a clear error, not a dropped connection
+
+    redis_server.start()  # back, and empty
+
+    async def ready() -> bool:
+        return [(await get_json(f"{node.url}/readyz"))[0] for node in (a, b)] == [200, 200]
+
+    await wait_until(ready, "both nodes to be ready again")
+    # Its state was lost with Redis: the node sent its client away to rejoin.
+    await disconnected
+    carol = await connect(a.url)
+    await carol.join("after")
+    dave = await connect(b.url)
+    await dave.join("after")
+    assert dave.peer_id
+    await carol.offer(dave.peer_id, SDP_OFFER)
+    assert (await dave.next("offer"))["from"] == carol.peer_id
+
+
+async def test_workers_share_one_port(start_nodes: StartNodes) -> None:
+    (server,) = await start_nodes(1, "--workers", "2")
+    seen: dict[str, SignalingClient] = {}
+    spare: list[SignalingClient] = []
+    for _ in range(40):
+        client = SignalingClient()
+        await client.connect(server.url)
+        await client.join("shared-port")
+        node = node_of(client.peer_id)
+        if node in seen:
+            spare.append(client)
+        else:
+            seen[node] = client
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2, "both workers should accept connections on the one port"
+    first, second = seen.values()
+    assert second.peer_id
+    await first.offer(second.peer_id, SDP_OFFER)
+    assert (await second.next("offer"))["from"] == first.peer_id
+    for client in [*seen.values(), *spare]:
+        await client.close()
+
+
+async def test_one_recipient_costs_one_node_delivery(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    a, b, _ = await start_nodes(3)
+    alice = await connect(a.url)
+    await alice.join("costly")
+    bob = await connect(b.url)
+    await bob.join("costly")
+    await alice.next("peer-joined")
+    assert bob.peer_id
+    spy = redis.Redis.from_url(redis_server.url)
+    seen: list[str] = []
+    async with spy.pubsub() as pubsub:
+        await pubsub.psubscribe("sig:node:*:inbox")
+        await pubsub.get_message(timeout=1)  # the subscription confirmation
+        for _ in range(20):
+            await alice.offer(bob.peer_id, SDP_OFFER)
+        for _ in range(20):
+            await bob.next("offer")
+        while (message := await pubsub.get_message(timeout=0.5)) is not None:
+            if message["type"] == "pmessage":
+                seen.append(message["channel"].decode())
+    await spy.aclose()
+    # 20 messages for one peer: 20 publications, all to its node alone, whatever the node count.
+    assert seen == [f"sig:node:{b.node_id}:inbox"] * 20
