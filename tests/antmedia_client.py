@@ -51,6 +51,16 @@ class AntMediaClient:
         await self.send(command, **fields)
         return await self.next(kind)
 
+    async def first_of(self, *kinds: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Whichever of these kinds of message comes first (the others stay queued)."""
+        waiters = [asyncio.ensure_future(self._queues[kind].get()) for kind in kinds]
+        done, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        if not done:
+            raise TimeoutError(f"none of {kinds} within {timeout}s; unread: {self.pending()}")
+        return done.pop().result()
+
     async def sync(self) -> None:
         """Wait until the server has handled everything sent so far (it answers in order)."""
         await self.request("ping", "pong")

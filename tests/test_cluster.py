@@ -150,17 +150,7 @@ async def test_simultaneous_joins_never_overfill(start_nodes: StartNodes, antmed
         await host.request("join", "notification:joined", streamId=room)
         rivals = [await antmedia(nodes[1].url), await antmedia(nodes[2].url)]
         await asyncio.gather(*(rival.send("join", streamId=room) for rival in rivals))
-        outcomes = []
-        for rival in rivals:
-            done, _ = await asyncio.wait(
-                [
-                    asyncio.ensure_future(rival.next("notification:joined")),
-                    asyncio.ensure_future(rival.next("error")),
-                ],
-                timeout=10,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            outcomes.append(str(done.pop().result().get("definition")))
+        outcomes = [(await rival.first_of("notification:joined", "error"))["definition"] for rival in rivals]
         assert sorted(outcomes) == ["NoSpaceForNewPeer", "joined"], outcomes
         for client in [host, *rivals]:
             await client.close()
@@ -174,17 +164,9 @@ async def test_simultaneous_publishes_of_one_stream(
         stream = f"dup{attempt}"
         rivals = [await antmedia(a.url), await antmedia(b.url)]
         await asyncio.gather(*(rival.send("publish", streamId=stream) for rival in rivals))
-        outcomes = []
-        for rival in rivals:
-            done, _ = await asyncio.wait(
-                [
-                    asyncio.ensure_future(rival.next("notification:publish_started")),
-                    asyncio.ensure_future(rival.next("error")),
-                ],
-                timeout=10,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            outcomes.append(done.pop().result()["definition"])
+        outcomes = [
+            (await rival.first_of("notification:publish_started", "error"))["definition"] for rival in rivals
+        ]
         assert sorted(outcomes) == ["publish_started", "streamIdInUse"], outcomes
         for client in rivals:
             await client.close()

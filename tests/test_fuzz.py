@@ -15,7 +15,7 @@ from signaling.client import SignalingClient
 from signaling.errors import ErrorCode
 from tests.antmedia_client import AntMediaClient
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
-from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer
+from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer, joined_pair
 
 EVENTS = ["join", "leave", "offer", "answer", "ice-candidate", "peer-message", "publish", "play", "stop"]
 FIELD_NAMES = [
@@ -66,15 +66,6 @@ FUZZ = settings(
 )
 
 
-async def honest_pair(connect: ConnectPeer) -> tuple[SignalingClient, SignalingClient]:
-    alice = await connect()
-    await alice.join(HONEST_ROOM)
-    bob = await connect()
-    await bob.join(HONEST_ROOM)
-    await alice.next("peer-joined")
-    return alice, bob
-
-
 async def assert_still_relays(alice: SignalingClient, bob: SignalingClient) -> None:
     assert alice.peer_id and bob.peer_id
     await alice.offer(bob.peer_id, SDP_OFFER)
@@ -98,7 +89,7 @@ def assert_structured(reply: Any) -> None:
 async def peers(connect: ConnectPeer) -> tuple[SignalingClient, SignalingClient, SignalingClient]:
     """A fuzzing client and an honest pair; hypothesis shares them across all examples of a test."""
     fuzzer = await connect()
-    return (fuzzer, *await honest_pair(connect))
+    return (fuzzer, *await joined_pair(connect, HONEST_ROOM))
 
 
 @FUZZ
@@ -141,7 +132,7 @@ async def test_without_ack_a_refusal_arrives_as_one_error_event(
 async def test_raw_frames_never_break_the_server(
     server: RunningServer, connect: ConnectPeer, frame: str
 ) -> None:
-    alice, bob = await honest_pair(connect)
+    alice, bob = await joined_pair(connect, HONEST_ROOM)
     async with aiohttp.ClientSession() as http:
         url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
         async with http.ws_connect(url) as ws:

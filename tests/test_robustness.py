@@ -9,7 +9,7 @@ import random
 import aiohttp
 import pytest
 
-from signaling.client import RequestFailed
+from signaling.client import RequestFailed, SignalingClient
 from signaling.store import MemoryStore, Route
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer
@@ -26,6 +26,16 @@ async def wait_for(condition: object, what: str, seconds: float = 10) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def flood_until_dropped(sender: SignalingClient, target: str) -> None:
+    """Far more than socket buffers hold: every request must still be answered promptly, first
+    delivered, then refused once the silent target has been cut off."""
+    outcomes = set()
+    for _ in range(400):
+        reply = await asyncio.wait_for(sender.request("offer", {"target": target, "sdp": BIG_SDP}), 5)
+        outcomes.add(reply["ok"] or reply["error"]["code"])
+    assert outcomes == {True, "unknown_target"}, outcomes
+
+
 async def test_antmedia_peer_that_stops_reading_is_dropped_not_waited_for(
     start_server: StartServer, connect: ConnectPeer
 ) -> None:
@@ -37,12 +47,7 @@ async def test_antmedia_peer_that_stops_reading_is_dropped_not_waited_for(
         sender = await connect(small.url)
         await sender.join("stall")
         target = next(iter(set(small.store._peer_rooms) - {sender.peer_id}))  # the silent peer's id
-        # Far more than socket buffers hold: every request must still be answered promptly.
-        outcomes = set()
-        for _ in range(400):
-            reply = await asyncio.wait_for(sender.request("offer", {"target": target, "sdp": BIG_SDP}), 5)
-            outcomes.add(reply["ok"] or reply["error"]["code"])
-        assert outcomes == {True, "unknown_target"}, outcomes  # delivered, then the peer was gone
+        await flood_until_dropped(sender, target)
         await wait_for(lambda: target not in small.store._peer_rooms, "the silent peer to be dropped")
         assert sender.sio.connected
         await ws.close()
@@ -61,11 +66,7 @@ async def test_socketio_peer_that_stops_reading_is_dropped(
         sender = await connect(small.url)
         joined = await sender.join("stall")
         target = joined["peers"][0]["peerId"]
-        outcomes = set()
-        for _ in range(400):
-            reply = await asyncio.wait_for(sender.request("offer", {"target": target, "sdp": BIG_SDP}), 5)
-            outcomes.add(reply["ok"] or reply["error"]["code"])
-        assert outcomes == {True, "unknown_target"}, outcomes
+        await flood_until_dropped(sender, target)
         assert sender.sio.connected
         await ws.close()
 
