@@ -21,6 +21,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling.antmedia_schemas import build_command_schemas
 from signaling.errors import ErrorCode, SignalingError
+from signaling.guard import Guard, Session
 from signaling.hub import Hub
 from signaling.messages import (
     Candidate,
@@ -38,6 +39,7 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
+from signaling.ratelimit import Kind
 from signaling.schemas import Limits, parse
 from signaling.store import Route
 
@@ -72,6 +74,17 @@ MEDIA_SERVER_COMMANDS = frozenset(
         "getDebugInfo",
     }
 )
+
+# How fast each command may come: see signaling.ratelimit.
+COMMAND_KINDS: dict[str, Kind] = {
+    "takeConfiguration": "relay",
+    "takeCandidate": "relay",
+    "peerMessageCommand": "relay",
+    "ping": "query",
+    "getIceServerConfig": "query",
+    "getRoomInfo": "query",
+    "getStreamInfo": "query",
+}
 
 ERROR_DEFINITIONS: dict[ErrorCode, str] = {
     ErrorCode.ROOM_FULL: "NoSpaceForNewPeer",
@@ -314,9 +327,11 @@ class AntMediaTransport:
         max_message_bytes: int,
         max_backlog: int,
         heartbeat: float,
+        guard: Guard,
         ice_servers: Callable[[], list[dict[str, Any]]],
     ) -> None:
         self._hub = hub
+        self._guard = guard
         self._max_message_bytes = max_message_bytes
         self._max_backlog = max_backlog
         self._heartbeat = heartbeat
@@ -339,8 +354,20 @@ class AntMediaTransport:
             "getStreamInfo": self.get_stream_info,
         }
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         # The SDK appends ?target=origin|edge; routing is by path only, so the query is ignored.
+        address = request.remote or "unknown"
+        try:
+            session = self._guard.open(address, "antmedia")
+        except SignalingError as error:
+            log.warning("connection from %s refused: %s", address, error.message)
+            return web.json_response(error.to_dict(), status=429)
+        try:
+            return await self._serve(request, session)
+        finally:
+            self._guard.close(session)
+
+    async def _serve(self, request: web.Request, session: Session) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat)
         await ws.prepare(request)
         peer = AntMediaPeer(
@@ -356,7 +383,7 @@ class AntMediaTransport:
         try:
             async for frame in ws:
                 if frame.type == WSMsgType.TEXT:
-                    replies = await self.dispatch(peer, frame.data)
+                    replies = await self.dispatch(peer, frame.data, session)
                 else:
                     replies = [self._refuse(peer, None, BINARY_REFUSAL)]
                 for reply in replies:
@@ -368,7 +395,7 @@ class AntMediaTransport:
             await peer.close()
         return ws
 
-    async def dispatch(self, peer: AntMediaPeer, text: str) -> list[Message]:
+    async def dispatch(self, peer: AntMediaPeer, text: str, session: Session | None = None) -> list[Message]:
         request: Message | None = None
         try:
             try:
@@ -385,6 +412,8 @@ class AntMediaTransport:
                 )
             request = decoded
             name = decoded["command"]
+            if session is not None:
+                self._admit(peer, session, COMMAND_KINDS.get(name, "control"))
             handler = self._commands.get(name)
             if handler is None:
                 if name in MEDIA_SERVER_COMMANDS:
@@ -405,6 +434,15 @@ class AntMediaTransport:
             log.exception("peer=%s command %s failed", peer.peer_id, _command_name(request))
             failure = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this command")
             return [error_message(failure, request)]
+
+    def _admit(self, peer: AntMediaPeer, session: Session, kind: Kind) -> None:
+        try:
+            self._guard.admit(session, kind)
+        except SignalingError:
+            if session.limiter.flooding:
+                log.warning("peer=%s dropped: kept flooding after rate_limited errors", peer.peer_id)
+                peer.write(CLOSE)
+            raise
 
     def _refuse(self, peer: AntMediaPeer, request: Message | None, error: SignalingError) -> Message:
         log.warning(

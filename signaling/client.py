@@ -34,8 +34,9 @@ class SignalingClient:
         self.peer_id: str | None = None
         self._queues: defaultdict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
         self.sio.on("*", self._on_event)
-        # Reserved events skip the catch-all handler; queue this one too so callers can await it.
+        # Reserved events skip the catch-all handler; queue these too so callers can await them.
         self.sio.on("disconnect", lambda reason=None: self._queues["disconnect"].put_nowait(reason))
+        self.sio.on("connect_error", lambda data=None: self._queues["connect_error"].put_nowait(data))
 
     async def __aenter__(self) -> SignalingClient:
         return self

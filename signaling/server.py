@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from signaling.antmedia_transport import AntMediaTransport
+from signaling.guard import Guard
 from signaling.hub import Hub, LocalDelivery
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
@@ -93,13 +94,15 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         engineio_logger=False,
     )
     ice_servers = [dict(server) for server in settings.ice_servers]
-    SocketIOTransport(hub, sio, limits=settings.limits, ice_servers=lambda: ice_servers)
+    guard = Guard(rate_limits=settings.rate_limits, connections_per_address=settings.max_connections_per_ip)
+    SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice_servers=lambda: ice_servers)
     antmedia = AntMediaTransport(
         hub,
         limits=settings.limits,
         max_message_bytes=settings.max_message_bytes,
         max_backlog=settings.max_backlog,
         heartbeat=settings.ping_interval,
+        guard=guard,
         ice_servers=lambda: ice_servers,
     )
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from signaling.ratelimit import Rate, RateLimits
 from signaling.schemas import Limits
 from signaling.store import PeerLimits
 
@@ -35,6 +36,14 @@ def _positive_float(raw: str) -> float:
     if not value > 0:
         raise ValueError("must be a positive number")
     return value
+
+
+def _rate(raw: str) -> Rate:
+    per_second, _, burst = raw.partition("/")
+    rate = Rate(float(per_second), int(burst or per_second))
+    if rate.per_second <= 0 or rate.burst < 1:
+        raise ValueError("must be RATE/BURST with both positive, e.g. 100/400")
+    return rate
 
 
 def _port(raw: str) -> int:
@@ -132,6 +141,33 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
         "messages queued for a client that is not reading before it is disconnected",
     ),
+    Option(
+        "rate_relay",
+        "RATE_RELAY",
+        _rate,
+        "offers, answers, candidates per second per connection, as RATE/BURST",
+    ),
+    Option(
+        "rate_control",
+        "RATE_CONTROL",
+        _rate,
+        "joins, leaves, publishes... per second per connection, RATE/BURST",
+    ),
+    Option(
+        "rate_query", "RATE_QUERY", _rate, "pings and info requests per second per connection, RATE/BURST"
+    ),
+    Option(
+        "rate_limit_strikes",
+        "RATE_LIMIT_STRIKES",
+        _positive_int,
+        "rate_limited refusals after which a connection is closed as a flooder",
+    ),
+    Option(
+        "max_connections_per_ip",
+        "MAX_CONNECTIONS_PER_IP",
+        _positive_int,
+        "live connections from one client address, both protocols together",
+    ),
     Option("ping_interval", "PING_INTERVAL", _positive_float, "seconds between heartbeats"),
     Option(
         "ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"
@@ -175,6 +211,11 @@ class Settings:
     max_rooms_per_peer: int = PeerLimits.rooms
     max_streams_per_peer: int = PeerLimits.streams
     max_backlog: int = 256
+    rate_relay: Rate = RateLimits.relay
+    rate_control: Rate = RateLimits.control
+    rate_query: Rate = RateLimits.query
+    rate_limit_strikes: int = RateLimits.strikes
+    max_connections_per_ip: int = 50
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     log_level: str = "INFO"
@@ -191,6 +232,10 @@ class Settings:
             metadata_bytes=self.max_metadata_bytes,
             peer_message_bytes=self.max_peer_message_bytes,
         )
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(self.rate_relay, self.rate_control, self.rate_query, self.rate_limit_strikes)
 
     @property
     def peer_limits(self) -> PeerLimits:

@@ -16,6 +16,7 @@ import socketio
 from socketio import packet
 
 from signaling.errors import ErrorCode, SignalingError
+from signaling.guard import Guard, Session
 from signaling.hub import Hub
 from signaling.messages import (
     Candidate,
@@ -35,6 +36,7 @@ from signaling.messages import (
     ViewerLeft,
     candidate_fields,
 )
+from signaling.ratelimit import Kind
 from signaling.schemas import Limits, build_schemas, parse
 
 log = logging.getLogger("signaling.socketio")
@@ -78,6 +80,15 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
         case StreamEnded(stream_id=stream_id, reason=reason):
             return "stream-ended", {"streamId": stream_id, "reason": reason}
     raise TypeError(f"no socket.io rendering for {message!r}")
+
+
+# How fast each event may come: see signaling.ratelimit.
+EVENT_KINDS: dict[str, Kind] = {
+    "offer": "relay",
+    "answer": "relay",
+    "ice-candidate": "relay",
+    "peer-message": "relay",
+}
 
 
 class SocketIOSink:
@@ -216,10 +227,13 @@ class SocketIOTransport:
         sio: SignalingServer,
         *,
         limits: Limits,
+        guard: Guard,
         ice_servers: Callable[[], list[dict[str, Any]]],
     ) -> None:
         self._hub = hub
         self._sio = sio
+        self._guard = guard
+        self._sessions: dict[str, Session] = {}
         self._ice_servers = ice_servers
         self._schemas = build_schemas(limits)
         self._handlers: dict[str, Handler] = {
@@ -239,11 +253,22 @@ class SocketIOTransport:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         peer = self._hub.peer_id(sid)
-        log.info("peer=%s connected from %s", peer, environ.get("REMOTE_ADDR"))
+        request = environ.get("aiohttp.request")
+        address = (request.remote if request is not None else None) or "unknown"
+        try:
+            self._sessions[sid] = self._guard.open(address, "socketio")
+        except SignalingError as error:
+            log.warning("peer=%s from %s refused: %s", peer, address, error.message)
+            # socket.io clients get {message, data: {code, message}} in their connect_error event.
+            raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
+        log.info("peer=%s connected from %s", peer, address)
         self._hub.connect(peer, SocketIOSink(self._sio, sid))
 
     async def disconnect(self, sid: str, reason: str = "") -> None:
         peer = self._hub.peer_id(sid)
+        session = self._sessions.pop(sid, None)
+        if session is not None:
+            self._guard.close(session)
         log.info("peer=%s disconnected (%s)", peer, reason)
         await self._hub.disconnect(peer)
 
@@ -253,6 +278,9 @@ class SocketIOTransport:
         event = data[0] if data else None
         name = event[:64] if isinstance(event, str) else repr(event)[:64]
         try:
+            session = self._sessions.get(sid)
+            if session is not None:
+                self._admit(sid, session, EVENT_KINDS.get(name, "control"))
             handler = self._handlers.get(event) if isinstance(event, str) else None
             if handler is None:
                 raise SignalingError(
@@ -268,6 +296,14 @@ class SocketIOTransport:
             log.exception("peer=%s event=%s failed", peer, name)
             internal = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this event")
             return {"ok": False, "error": internal.to_dict()}
+
+    def _admit(self, sid: str, session: Session, kind: Kind) -> None:
+        try:
+            self._guard.admit(session, kind)
+        except SignalingError:
+            if session.limiter.flooding:
+                self._sio.drop(sid, "kept flooding after rate_limited errors")
+            raise
 
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]

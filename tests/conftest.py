@@ -10,6 +10,7 @@ from aiohttp import web
 
 from signaling.client import SignalingClient
 from signaling.hub import Hub
+from signaling.ratelimit import Rate
 from signaling.server import HUB, SOCKETIO, create_app
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer
@@ -19,11 +20,17 @@ from tests.helpers import ConnectPeer
 
 pytest_plugins = ["tests.browser_support", "tests.redis_support", "tests.cluster_support"]
 
+UNLIMITED = Rate(1e9, 10**9)
+
 TEST_SETTINGS = Settings(
     host="127.0.0.1",
     port=0,
     room_capacity=4,
     ice_servers=({"urls": "stun:127.0.0.1:3478"},),
+    # Tests send far faster than people: the limits get tests of their own.
+    rate_relay=UNLIMITED,
+    rate_control=UNLIMITED,
+    rate_query=UNLIMITED,
 )
 
 

@@ -1,0 +1,98 @@
+"""Abuse limits: token buckets per connection and kind of message, and connections per address.
+
+Pure bookkeeping with an injectable clock, so that the decisions are unit-tested without waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from signaling.errors import ErrorCode, SignalingError
+
+# relay: offers, answers, candidates, messages (bursty during negotiation);
+# control: joins, leaves, publishes (rare); query: pings and information requests.
+Kind = Literal["relay", "control", "query"]
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    relay: Rate = Rate(100, 400)
+    control: Rate = Rate(5, 20)
+    query: Rate = Rate(10, 40)
+    # Refused messages a connection may send before it is disconnected as a flooder.
+    strikes: int = 50
+
+
+@dataclass
+class TokenBucket:
+    rate: Rate
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.rate.burst, self.tokens + (now - self.updated) * self.rate.per_second)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class ConnectionLimiter:
+    """The buckets of one connection."""
+
+    limits: RateLimits
+    clock: Callable[[], float] = time.monotonic
+    strikes: int = 0
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def check(self, kind: Kind) -> None:
+        """Raise `rate_limited` when this kind of message comes too fast."""
+        now = self.clock()
+        bucket = self._buckets.get(kind)
+        if bucket is None:
+            rate: Rate = getattr(self.limits, kind)
+            bucket = self._buckets[kind] = TokenBucket(rate, rate.burst, now)
+        if not bucket.take(now):
+            self.strikes += 1
+            raise SignalingError(
+                ErrorCode.RATE_LIMITED,
+                f"too many {kind} messages: at most {bucket.rate.per_second:g} per second "
+                f"(bursts of {bucket.rate.burst}); keep going and the connection is closed",
+            )
+
+    @property
+    def flooding(self) -> bool:
+        return self.strikes >= self.limits.strikes
+
+
+@dataclass
+class AddressLimiter:
+    """Live connections per client address, across both transports."""
+
+    per_address: int
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def acquire(self, address: str) -> bool:
+        count = self._counts.get(address, 0)
+        if count >= self.per_address:
+            return False
+        self._counts[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self._counts.get(address, 0) - 1
+        if count > 0:
+            self._counts[address] = count
+        else:
+            self._counts.pop(address, None)

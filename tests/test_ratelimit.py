@@ -1,0 +1,116 @@
+"""Abuse limits: bucket arithmetic without waiting, then a flooder against a live server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+import socketio
+
+from signaling.client import SignalingClient
+from signaling.errors import ErrorCode, SignalingError
+from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Rate, RateLimits
+from tests.conftest import StartServer
+from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_bursts_then_the_rate() -> None:
+    clock = Clock()
+    limiter = ConnectionLimiter(RateLimits(control=Rate(2, 3), strikes=2), clock)
+    for _ in range(3):
+        limiter.check("control")
+    with pytest.raises(SignalingError) as caught:
+        limiter.check("control")
+    assert caught.value.code == ErrorCode.RATE_LIMITED
+    assert not limiter.flooding
+    clock.now = 0.5  # one token back at 2 per second
+    limiter.check("control")
+    with pytest.raises(SignalingError):
+        limiter.check("control")
+    assert limiter.flooding
+    limiter.check("relay")  # other kinds have their own buckets
+
+
+def test_address_limiter() -> None:
+    limiter = AddressLimiter(2)
+    assert limiter.acquire("a") and limiter.acquire("a")
+    assert not limiter.acquire("a")
+    assert limiter.acquire("b")
+    limiter.release("a")
+    assert limiter.acquire("a")
+
+
+async def test_flooder_is_refused_then_dropped_while_a_call_goes_on(
+    start_server: StartServer, connect: ConnectPeer
+) -> None:
+    guarded = await start_server(rate_relay=Rate(50, 100), rate_limit_strikes=200)
+    alice = await connect(guarded.url)
+    await alice.join("calm")
+    bob = await connect(guarded.url)
+    await bob.join("calm")
+    await alice.next("peer-joined")
+    flooder = await connect(guarded.url)
+    await flooder.join("calm")
+    await alice.next("peer-joined")
+    assert alice.peer_id and bob.peer_id
+    target = alice.peer_id
+
+    async def flood() -> set[str]:
+        outcomes = set()
+        for _ in range(2000):
+            if not flooder.sio.connected:
+                break
+            try:
+                reply = await flooder.request("ice-candidate", {"target": target, "candidate": CANDIDATE})
+            except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+                break
+            outcomes.add("ok" if reply["ok"] else reply["error"]["code"])
+        return outcomes
+
+    async def honest_call() -> None:
+        await alice.offer(bob.peer_id or "", SDP_OFFER)
+        assert (await bob.next("offer"))["sdp"] == SDP_OFFER
+        await bob.answer(target, SDP_ANSWER)
+        assert (await alice.next("answer"))["sdp"] == SDP_ANSWER
+        for _ in range(20):
+            await alice.ice_candidate(bob.peer_id or "", CANDIDATE)
+        for _ in range(20):
+            await bob.next("ice-candidate")
+
+    outcomes, _ = await asyncio.gather(flood(), honest_call())
+    assert outcomes == {"ok", "rate_limited"}
+    await flooder.next("disconnect")
+    assert alice.sio.connected and bob.sio.connected
+
+
+async def test_connections_per_address(start_server: StartServer, connect: ConnectPeer) -> None:
+    tight = await start_server(max_connections_per_ip=2)
+    first = await connect(tight.url)
+    await connect(tight.url)
+    refused = SignalingClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await refused.connect(tight.url)
+    assert (await refused.next("connect_error"))["data"]["code"] == "too_many_connections"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(tight.url.replace("http", "ws") + "/WebRTCAppEE/websocket") as response,
+    ):
+        assert response.status == 429
+        assert (await response.json())["code"] == "too_many_connections"
+    await first.close()
+    for _ in range(100):  # the server frees the slot when it sees the socket close
+        try:
+            await connect(tight.url)
+            return
+        except socketio.exceptions.ConnectionError:
+            await asyncio.sleep(0.02)
+    raise AssertionError("a freed connection slot was not given back")
