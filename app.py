@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     except SettingsError as exc:
         print(f"app.py: invalid setting: {exc}", file=sys.stderr)
         return 2
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     log = logging.getLogger("signaling")
     if settings.workers > 1 and not is_worker():
         log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)

@@ -26,6 +26,7 @@ export class SignalingClient extends Emitter {
     this.published = new Map(); // streamId -> {stream, room}
     this.playing = new Set();
     this.everConnected = false;
+    this.kicked = false;
     this.selfId = null;
     this.closed = false;
     this.socket = socket;
@@ -149,6 +150,11 @@ export class SignalingClient extends Emitter {
       this.emit("error", { code: "unreachable", message: `cannot reach the signaling server: ${error.message}` });
     });
     socket.on("error", (error) => this.emit("error", error));
+    socket.on("kicked", ({ reason }) => {
+      // An operator removed us: do not come back by ourselves.
+      this.kicked = true;
+      this.emit("kicked", { reason });
+    });
     socket.on("peer-joined", ({ room, peerId, metadata }) => {
       this.#sharedRooms(peerId).add(room);
       this.emit("peer-joined", { room, peerId, metadata });
@@ -205,7 +211,7 @@ export class SignalingClient extends Emitter {
     for (const key of [...this.links.keys()]) this.#closeLink(key);
     this.emit("disconnected", { reason });
     // socket.io does not retry after the server closed the connection on purpose; we do.
-    if (reason === "io server disconnect" && !this.closed) this.socket.connect();
+    if (reason === "io server disconnect" && !this.closed && !this.kicked) this.socket.connect();
   }
 
   #sharedRooms(peerId) {

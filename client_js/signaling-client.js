@@ -14,6 +14,7 @@
 // connection-state {peerId, streamId, state}, viewer-joined {streamId, viewerId},
 // viewer-left {streamId, viewerId, reason}, stream-ended {streamId, reason},
 // stream-published / stream-unpublished {room, streamId, peerId}, peer-message {...},
+// kicked {reason} (an operator removed this client; it does not reconnect),
 // error {code, message, fields?}: the server's error codes, plus unreachable, camera_denied,
 // no_camera, media_error, webrtc_error and rejoin_failed from the client itself.
 import { io } from "./node_modules/socket.io-client/dist/socket.io.esm.min.js";

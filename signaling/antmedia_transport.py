@@ -26,6 +26,7 @@ from signaling.hub import Hub
 from signaling.messages import (
     Candidate,
     IceCandidate,
+    Kicked,
     Outbound,
     PeerJoined,
     PeerLeft,
@@ -302,7 +303,12 @@ def _render_stream_ended(peer: AntMediaPeer, message: StreamEnded) -> list[Messa
     ]
 
 
+def _render_kicked(peer: AntMediaPeer, message: Kicked) -> list[Message]:
+    return [notification("kicked", reason=message.reason), CLOSE]
+
+
 RENDERERS: dict[type, Callable[[AntMediaPeer, Any], list[Message]]] = {
+    Kicked: _render_kicked,
     Relayed: _render_relayed,
     PeerJoined: _render_peer_joined,
     PeerLeft: _render_peer_left,
@@ -452,6 +458,7 @@ class AntMediaTransport:
             error.code,
             error.message,
         )
+        self._guard.refused("antmedia", error.code)
         return error_message(error, request)
 
     # Connection-level commands

@@ -9,6 +9,7 @@ import orjson
 from signaling.messages import (
     Candidate,
     IceCandidate,
+    Kicked,
     Outbound,
     PeerJoined,
     PeerLeft,
@@ -35,6 +36,7 @@ FLAT: dict[str, type[Any]] = {
         ViewerJoined,
         ViewerLeft,
         StreamEnded,
+        Kicked,
     )
 }
 

@@ -1,5 +1,5 @@
-"""What both transports check for every connection and message: connections per address, and
-message rates. One `Session` per connection carries its share of that state."""
+"""What both transports check and count for every connection and message: connections per
+address, message rates, and the metrics of both. One `Session` per connection carries its share."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from signaling.errors import ErrorCode, SignalingError
+from signaling.metrics import Metrics
 from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Kind, RateLimits
 
 log = logging.getLogger("signaling.guard")
@@ -21,23 +22,31 @@ class Session:
 
 
 class Guard:
-    def __init__(self, *, rate_limits: RateLimits, connections_per_address: int) -> None:
+    def __init__(self, *, rate_limits: RateLimits, connections_per_address: int, metrics: Metrics) -> None:
         self.rate_limits = rate_limits
+        self.metrics = metrics
         self._addresses = AddressLimiter(connections_per_address)
 
     def open(self, address: str, transport: str) -> Session:
         """Admit a new connection, or raise `too_many_connections`."""
         if not self._addresses.acquire(address):
+            self.refused(transport, ErrorCode.TOO_MANY_CONNECTIONS)
             raise SignalingError(
                 ErrorCode.TOO_MANY_CONNECTIONS,
                 f"too many connections from {address} ({self._addresses.per_address} at most)",
             )
+        self.metrics.connections.labels(transport).inc()
+        self.metrics.connections_opened.labels(transport).inc()
         return Session(address, transport, ConnectionLimiter(self.rate_limits))
 
     def close(self, session: Session) -> None:
         if not session.closed:
             session.closed = True
             self._addresses.release(session.address)
+            self.metrics.connections.labels(session.transport).dec()
+
+    def refused(self, transport: str, code: ErrorCode) -> None:
+        self.metrics.errors.labels(str(code), transport).inc()
 
     def admit(self, session: Session, kind: Kind) -> None:
         """Let one message through, or raise `rate_limited`."""

@@ -8,16 +8,20 @@ No transport or network library is imported here.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Literal, Protocol
 
 from signaling.errors import ErrorCode, SignalingError
 from signaling.messages import (
     EndReason,
     GoneReason,
+    IceCandidate,
+    Kicked,
     Outbound,
     PeerJoined,
     PeerLeft,
     Relayed,
+    SessionDescription,
     Signal,
     StreamEnded,
     StreamPublished,
@@ -25,7 +29,7 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.store import Member, Metadata, Route, Store, Stream
+from signaling.store import Member, Metadata, Removal, Route, Store, Stream
 
 log = logging.getLogger("signaling.hub")
 
@@ -37,6 +41,10 @@ class Sink(Protocol):
 
     async def evict(self, reason: str) -> None:
         """Disconnect the peer so that it reconnects and joins again."""
+
+
+class RelayObserver(Protocol):
+    def relayed_message(self, kind: str, seconds: float) -> None: ...
 
 
 class LocalDelivery:
@@ -81,12 +89,19 @@ class LocalDelivery:
 
 class Hub:
     def __init__(
-        self, store: Store, delivery: LocalDelivery, *, room_capacity: int, peer_id_prefix: str = ""
+        self,
+        store: Store,
+        delivery: LocalDelivery,
+        *,
+        room_capacity: int,
+        peer_id_prefix: str = "",
+        observer: RelayObserver | None = None,
     ) -> None:
         self.store = store
         self.delivery = delivery
         self.room_capacity = room_capacity
         self.peer_id_prefix = peer_id_prefix
+        self.observer = observer
 
     def peer_id(self, local_id: str) -> str:
         """The cluster-wide id of a connection this node holds (its node's name comes first)."""
@@ -104,6 +119,9 @@ class Hub:
             # Shared state unreachable: this node's lease lapses and another node reaps the peer.
             log.warning("peer=%s could not be removed now: %s", peer_id, error.message)
             return
+        await self._announce_removal(peer_id, removal, reason)
+
+    async def _announce_removal(self, peer_id: str, removal: Removal, reason: GoneReason) -> None:
         for stream in removal.published:
             await self._announce_unpublished(stream, reason)
         for stream in removal.played:
@@ -199,10 +217,28 @@ class Hub:
         stream_id: str | None = None,
     ) -> Route:
         """Deliver a signal to target through a room or stream both are in; return which."""
+        started = time.perf_counter()
         route = await self.store.route(sender, target, room=room, stream_id=stream_id)
         log.debug("peer=%s relay %s to %s via %s: %r", sender, type(signal).__name__, target, route, signal)
         await self.delivery.deliver(target, Relayed(sender, target, route, signal))
+        if self.observer is not None:
+            self.observer.relayed_message(_kind(signal), time.perf_counter() - started)
         return route
+
+    async def kick(self, peer_id: str, reason: str) -> bool:
+        """Remove a peer on an operator's word, wherever it is connected; False if unknown.
+
+        Its room-mates and counterparts are told at once (reason "kicked"); the peer itself gets
+        the reason and is disconnected by the node that holds it.
+        """
+        local = peer_id in self.delivery.local_peers()
+        removal = await self.store.remove_peer(peer_id)
+        if not local and not (removal.rooms or removal.published or removal.played):
+            return False
+        log.warning("peer=%s kicked: %s", peer_id, reason)
+        await self._announce_removal(peer_id, removal, "kicked")
+        await self.delivery.deliver(peer_id, Kicked(reason))
+        return True
 
     async def counterpart(self, peer_id: str, key: str) -> tuple[str, Route]:
         """The one peer on the other side of a stream or two-peer room named `key`.
@@ -246,3 +282,12 @@ class Hub:
     async def _tell(self, peer_ids: list[str], message: Outbound) -> None:
         for peer_id in peer_ids:
             await self.delivery.deliver(peer_id, message)
+
+
+def _kind(signal: Signal) -> str:
+    match signal:
+        case SessionDescription(type=kind):
+            return kind
+        case IceCandidate():
+            return "candidate"
+    return "message"

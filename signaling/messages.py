@@ -12,9 +12,9 @@ from typing import Any, Literal
 from signaling.store import Metadata, Route
 
 # "node_lost": the server process holding the peer died; another node announced it.
-LeaveReason = Literal["left", "disconnected", "node_lost"]
-EndReason = Literal["stopped", "disconnected", "node_lost"]
-GoneReason = Literal["disconnected", "node_lost"]
+LeaveReason = Literal["left", "disconnected", "node_lost", "kicked"]
+EndReason = Literal["stopped", "disconnected", "node_lost", "kicked"]
+GoneReason = Literal["disconnected", "node_lost", "kicked"]
 DescriptionType = Literal["offer", "answer"]
 
 
@@ -113,6 +113,13 @@ class StreamEnded:
     reason: EndReason
 
 
+@dataclass(frozen=True)
+class Kicked:
+    """To a peer an operator removed: it is told why, then disconnected."""
+
+    reason: str
+
+
 Outbound = (
     Relayed
     | PeerJoined
@@ -122,6 +129,7 @@ Outbound = (
     | ViewerJoined
     | ViewerLeft
     | StreamEnded
+    | Kicked
 )
 
 

@@ -6,7 +6,8 @@ and answers a JSON object: {"ok": ...} or {"error": code, ...}.
 
 Keys (prefix omitted): room:<r> hash peer -> {m: metadata JSON, c: capacity, d: mode, s: seq};
 peer:<p>:rooms, peer:<p>:pub, peer:<p>:play zsets by seq; stream:<s> hash publisher/room/maxv;
-stream:<s>:viewers zset; roomstreams:<r> zset; node:<n>:peers set; seq counter.
+stream:<s>:viewers zset; roomstreams:<r> zset; rooms set; node:<n>:peers set; nodes set;
+seq counter.
 Keys are derived inside the scripts, so the store needs a single Redis, not Redis Cluster.
 """
 
@@ -46,6 +47,7 @@ end
 local function leave_room(room, peer)
   redis.call('HDEL', k('room', room), peer)
   redis.call('ZREM', k('peer', peer, 'rooms'), room)
+  if redis.call('HLEN', k('room', room)) == 0 then redis.call('SREM', k('rooms'), room) end
   return member_ids(room)
 end
 local function drop_stream(id)
@@ -77,6 +79,7 @@ end
 if #existing >= limit then return reply({error = 'room_full', limit = limit}) end
 local s = seq()
 redis.call('HSET', k('room', room), peer, cjson.encode({m = meta, c = cap, d = mode, s = s}))
+redis.call('SADD', k('rooms'), room)
 redis.call('ZADD', k('peer', peer, 'rooms'), s, room)
 redis.call('SADD', k('node', node, 'peers'), peer)
 local out = {}
@@ -213,6 +216,16 @@ for _, id in ipairs(streams) do
 end
 if #rooms == 0 and #streams == 0 then return reply({error = 'not_joined'}) end
 return reply({error = 'unknown_target', why = 'any'})
+"""
+)
+
+# ARGV: prefix
+STATS = (
+    COMMON
+    + """
+local peers = 0
+for _, node in ipairs(redis.call('SMEMBERS', k('nodes'))) do peers = peers + redis.call('SCARD', k('node', node, 'peers')) end
+return reply({ok = {redis.call('SCARD', k('rooms')), peers}})
 """
 )
 

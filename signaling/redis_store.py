@@ -65,6 +65,7 @@ class RedisStore:
                 "MEMBERS",
                 "STREAM",
                 "ROOM_STREAMS",
+                "STATS",
             )
         }
 
@@ -169,6 +170,14 @@ class RedisStore:
             published=[_stream(s) for s in _list(removed["published"])],
             played=[_stream(s) for s in _list(removed["played"])],
         )
+
+    async def room_names(self) -> list[str]:
+        rooms = await _available(lambda: self.client.smembers(f"{self.prefix}rooms"))
+        return sorted(_text(room) for room in rooms)
+
+    async def stats(self) -> tuple[int, int]:
+        rooms, peers = await self._run("STATS")
+        return int(rooms), int(peers)
 
 
 async def _available(call: Callable[[], Awaitable[T]]) -> T:

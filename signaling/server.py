@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from signaling.admin import AdminApi
 from signaling.antmedia_transport import AntMediaTransport
 from signaling.guard import Guard
 from signaling.hub import Hub, LocalDelivery
+from signaling.metrics import Metrics
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
 from signaling.store import MemoryStore, Store
@@ -79,7 +81,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
         log.warning("client_js/node_modules is missing: run bin/setup, or the browser client cannot load")
     app = web.Application()
+    metrics = Metrics()
     hub = _hub(app, settings, store)
+    hub.observer = metrics
     sio = SignalingServer(
         max_backlog=settings.max_backlog,
         async_mode="aiohttp",
@@ -94,7 +98,11 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         engineio_logger=False,
     )
     ice_servers = [dict(server) for server in settings.ice_servers]
-    guard = Guard(rate_limits=settings.rate_limits, connections_per_address=settings.max_connections_per_ip)
+    guard = Guard(
+        rate_limits=settings.rate_limits,
+        connections_per_address=settings.max_connections_per_ip,
+        metrics=metrics,
+    )
     SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice_servers=lambda: ice_servers)
     antmedia = AntMediaTransport(
         hub,
@@ -112,6 +120,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     sio.attach(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    cluster = app.get(CLUSTER)
+    admin = AdminApi(hub, metrics, token=settings.admin_token, ready=lambda: cluster is None or cluster.ready)
+    app.router.add_routes(admin.routes())
     app.router.add_get("/{app}/websocket", antmedia.handle)
     # The static files below own every path under /client/, so that app name needs its own route.
     app.router.add_get("/client/websocket", antmedia.handle)

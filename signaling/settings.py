@@ -67,6 +67,13 @@ def _log_level(raw: str) -> str:
     return level
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
 def parse_ice_servers(raw: str) -> list[dict[str, Any]]:
     """A JSON array of RTCIceServer objects, or a comma-separated list of STUN/TURN URLs."""
     raw = raw.strip()
@@ -175,6 +182,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "log_level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR (SDP is logged only at DEBUG)"
     ),
+    Option("log_format", "LOG_FORMAT", _log_format, "text, or json: one JSON object per line"),
+    Option("admin_token", "ADMIN_TOKEN", str, "bearer token of the admin API; unset: the admin API is off"),
     Option(
         "redis_url",
         "REDIS_URL",
@@ -219,6 +228,8 @@ class Settings:
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    admin_token: str | None = None
     redis_url: str | None = None
     node_lease: float = 10.0
     workers: int = 1

@@ -22,6 +22,7 @@ from signaling.messages import (
     Candidate,
     DescriptionType,
     IceCandidate,
+    Kicked,
     Outbound,
     PeerJoined,
     PeerLeft,
@@ -100,6 +101,10 @@ class SocketIOSink:
         if self._sio.backlog(self._sid) >= self._sio.max_backlog:
             # A client that does not read must not make the server hold an ever-growing queue.
             self._sio.drop(self._sid, f"{self._sio.max_backlog} messages unread")
+            return
+        if isinstance(message, Kicked):
+            await self._sio.emit("kicked", {"reason": message.reason}, to=self._sid)
+            await self._sio.disconnect(self._sid)
             return
         event, payload = render(message)
         await self._sio.emit(event, payload, to=self._sid)
@@ -291,6 +296,7 @@ class SocketIOTransport:
             return {"ok": True, **await handler(peer, request)}
         except SignalingError as error:
             log.warning("peer=%s event=%s refused: %s: %s", peer, name, error.code, error.message)
+            self._guard.refused("socketio", error.code)
             return {"ok": False, "error": error.to_dict()}
         except Exception:
             log.exception("peer=%s event=%s failed", peer, name)

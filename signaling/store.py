@@ -107,6 +107,12 @@ class Store(Protocol):
     async def remove_peer(self, peer_id: str) -> Removal:
         """Remove the peer from every room and stream it is in."""
 
+    async def room_names(self) -> list[str]:
+        """Every room with at least one member."""
+
+    async def stats(self) -> tuple[int, int]:
+        """How many rooms have members, and how many peers hold a room or a stream."""
+
 
 @dataclass(frozen=True)
 class PeerLimits:
@@ -293,6 +299,13 @@ class MemoryStore:
             Departure(room, self._leave(room, peer_id)) for room in list(self._peer_rooms.get(peer_id, {}))
         ]
         return Removal(rooms, published, played)
+
+    async def room_names(self) -> list[str]:
+        return list(self._rooms)
+
+    async def stats(self) -> tuple[int, int]:
+        peers = set(self._peer_rooms) | set(self._peer_published) | set(self._peer_playing)
+        return len(self._rooms), len(peers)
 
     def is_empty(self) -> bool:
         """True when nothing is held: what tests check after everyone has gone."""

@@ -86,7 +86,10 @@ async function start(roomName) {
   window.demo = { client, roomName };
 
   client.on("connected", () => showBanner(""));
-  client.on("disconnected", () => showBanner("Connection to the server lost, reconnecting…"));
+  client.on("disconnected", () => {
+    if (!client.kicked) showBanner("Connection to the server lost, reconnecting…");
+  });
+  client.on("kicked", ({ reason }) => showBanner(`You were removed from the room: ${reason}`, { error: true }));
   client.on("reconnected", () => {
     showBanner("");
     addChat("", "Reconnected.", { system: true });
