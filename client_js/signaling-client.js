@@ -22,8 +22,9 @@ import { SignalingClient, SignalingError } from "./client.js";
 
 export { SignalingClient, SignalingError };
 
-export function connect(url, options = {}) {
-  const socket = io(url, { transports: ["websocket"], reconnectionDelayMax: 2000 });
+// options: localStream, requestTimeout, and auth ({token}) when the server requires JWTs.
+export function connect(url, { auth, ...options } = {}) {
+  const socket = io(url, { transports: ["websocket"], reconnectionDelayMax: 2000, auth });
   return new SignalingClient(socket, options);
 }
 

@@ -20,6 +20,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling.antmedia_schemas import build_command_schemas
+from signaling.auth import Action
 from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard, Session
 from signaling.hub import Hub
@@ -87,7 +88,19 @@ COMMAND_KINDS: dict[str, Kind] = {
     "getStreamInfo": "query",
 }
 
+# Commands that need a token granting them: (claim, field naming the room or stream).
+COMMAND_GRANTS: dict[str, tuple[Action, str]] = {
+    "join": ("rooms", "streamId"),
+    "joinRoom": ("rooms", "room"),
+    "getRoomInfo": ("rooms", "room"),
+    "publish": ("publish", "streamId"),
+    "play": ("play", "streamId"),
+    "getStreamInfo": ("play", "streamId"),
+}
+
 ERROR_DEFINITIONS: dict[ErrorCode, str] = {
+    ErrorCode.UNAUTHORIZED: "unauthorized_access",
+    ErrorCode.FORBIDDEN: "unauthorized_access",
     ErrorCode.ROOM_FULL: "NoSpaceForNewPeer",
     ErrorCode.NOT_JOINED: "no_peer_associated_before",
     ErrorCode.UNKNOWN_TARGET: "no_peer_associated_before",
@@ -334,10 +347,12 @@ class AntMediaTransport:
         max_backlog: int,
         heartbeat: float,
         guard: Guard,
+        allowed_origins: str | list[str],
         ice_servers: Callable[[], list[dict[str, Any]]],
     ) -> None:
         self._hub = hub
         self._guard = guard
+        self._allowed_origins = allowed_origins
         self._max_message_bytes = max_message_bytes
         self._max_backlog = max_backlog
         self._heartbeat = heartbeat
@@ -363,11 +378,19 @@ class AntMediaTransport:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         # The SDK appends ?target=origin|edge; routing is by path only, so the query is ignored.
         address = request.remote or "unknown"
+        origin = request.headers.get("Origin")
+        if origin and self._allowed_origins != "*" and origin not in self._allowed_origins:
+            log.warning("connection from %s refused: origin %s not allowed", address, origin)
+            return web.json_response(
+                {"code": "forbidden", "message": f"origin {origin} is not allowed"}, status=403
+            )
         try:
-            session = self._guard.open(address, "antmedia")
+            # The SDKs may put the token on the URL; each command may also carry one.
+            session = self._guard.open(address, "antmedia", request.query.get("token"))
         except SignalingError as error:
             log.warning("connection from %s refused: %s", address, error.message)
-            return web.json_response(error.to_dict(), status=429)
+            status = 401 if error.code == ErrorCode.UNAUTHORIZED else 429
+            return web.json_response(error.to_dict(), status=status)
         try:
             return await self._serve(request, session)
         finally:
@@ -433,6 +456,12 @@ class AntMediaTransport:
                 )
             schema = self._schemas.get(name)
             fields = parse(schema, name, (decoded,)) if schema is not None else {}
+            if session is not None and name in COMMAND_GRANTS:
+                action, field = COMMAND_GRANTS[name]
+                token = decoded.get("token")
+                self._guard.authorize(
+                    session, action, fields[field], token if isinstance(token, str) else None
+                )
             return await handler(peer, fields)
         except SignalingError as error:
             return [self._refuse(peer, request, error)]

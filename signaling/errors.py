@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_ROOMS = "too_many_rooms"
     TOO_MANY_STREAMS = "too_many_streams"
     ROOM_MODE_CONFLICT = "room_mode_conflict"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SERVICE_UNAVAILABLE = "service_unavailable"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from signaling.auth import Action, Grant, TokenVerifier
 from signaling.errors import ErrorCode, SignalingError
 from signaling.metrics import Metrics
 from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Kind, RateLimits
@@ -18,17 +19,32 @@ class Session:
     address: str
     transport: str
     limiter: ConnectionLimiter
+    grant: Grant | None = None
     closed: bool = field(default=False)
 
 
 class Guard:
-    def __init__(self, *, rate_limits: RateLimits, connections_per_address: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        rate_limits: RateLimits,
+        connections_per_address: int,
+        metrics: Metrics,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
         self.rate_limits = rate_limits
         self.metrics = metrics
+        self.verifier = verifier
         self._addresses = AddressLimiter(connections_per_address)
 
-    def open(self, address: str, transport: str) -> Session:
-        """Admit a new connection, or raise `too_many_connections`."""
+    @property
+    def auth_required(self) -> bool:
+        return self.verifier is not None
+
+    def open(self, address: str, transport: str, token: str | None = None) -> Session:
+        """Admit a new connection, or raise `too_many_connections` (or `unauthorized` for a bad
+        token: one given here must be valid)."""
+        grant = self.verifier.verify(token) if self.verifier is not None and token is not None else None
         if not self._addresses.acquire(address):
             self.refused(transport, ErrorCode.TOO_MANY_CONNECTIONS)
             raise SignalingError(
@@ -37,7 +53,7 @@ class Guard:
             )
         self.metrics.connections.labels(transport).inc()
         self.metrics.connections_opened.labels(transport).inc()
-        return Session(address, transport, ConnectionLimiter(self.rate_limits))
+        return Session(address, transport, ConnectionLimiter(self.rate_limits), grant)
 
     def close(self, session: Session) -> None:
         if not session.closed:
@@ -47,6 +63,21 @@ class Guard:
 
     def refused(self, transport: str, code: ErrorCode) -> None:
         self.metrics.errors.labels(str(code), transport).inc()
+
+    def authenticate(self, session: Session, token: str) -> None:
+        """Replace the connection's grant, e.g. with a fresh token before the old one expires."""
+        if self.verifier is not None:
+            session.grant = self.verifier.verify(token)
+
+    def authorize(self, session: Session, action: Action, name: str, token: str | None = None) -> None:
+        """Raise unless the connection may do `action` on `name`; a no-op without auth."""
+        if self.verifier is None:
+            return
+        if token:
+            self.authenticate(session, token)
+        if session.grant is None:
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
+        session.grant.check(action, name)
 
     def admit(self, session: Session, kind: Kind) -> None:
         """Let one message through, or raise `rate_limited`."""

@@ -172,6 +172,10 @@ def build_schemas(limits: Limits) -> dict[str, Schema]:
         name="PublishSchema",
     )
     stream = Schema.from_dict({"streamId": stream_id_field(required=True)}, name="StreamSchema")
+    authenticate = Schema.from_dict(
+        {"token": StrictString(required=True, validate=validate.Length(min=1, max=8192))},
+        name="AuthenticateSchema",
+    )
     return {
         "join": join(),
         "leave": leave(),
@@ -182,6 +186,7 @@ def build_schemas(limits: Limits) -> dict[str, Schema]:
         "publish": publish(),
         "play": stream(),
         "stop": stream(),
+        "authenticate": authenticate(),
     }
 
 

@@ -102,6 +102,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         rate_limits=settings.rate_limits,
         connections_per_address=settings.max_connections_per_ip,
         metrics=metrics,
+        verifier=settings.token_verifier,
     )
     SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice_servers=lambda: ice_servers)
     antmedia = AntMediaTransport(
@@ -111,6 +112,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         max_backlog=settings.max_backlog,
         heartbeat=settings.ping_interval,
         guard=guard,
+        allowed_origins=settings.cors_allowed_origins,
         ice_servers=lambda: ice_servers,
     )
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from signaling.auth import TokenVerifier
 from signaling.ratelimit import Rate, RateLimits
 from signaling.schemas import Limits
 from signaling.store import PeerLimits
@@ -183,6 +184,9 @@ OPTIONS: tuple[Option, ...] = (
         "log_level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR (SDP is logged only at DEBUG)"
     ),
     Option("log_format", "LOG_FORMAT", _log_format, "text, or json: one JSON object per line"),
+    Option("jwt_secret", "AUTH_JWT_SECRET", str, "HS256 secret: set it (or the public key) to require JWTs"),
+    Option("jwt_public_key", "AUTH_JWT_PUBLIC_KEY", str, "PEM public key for RS256/ES256 JWTs"),
+    Option("jwt_audience", "AUTH_JWT_AUDIENCE", str, "audience (aud) JWTs must name; unset: not checked"),
     Option("admin_token", "ADMIN_TOKEN", str, "bearer token of the admin API; unset: the admin API is off"),
     Option(
         "redis_url",
@@ -230,6 +234,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     admin_token: str | None = None
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
     redis_url: str | None = None
     node_lease: float = 10.0
     workers: int = 1
@@ -243,6 +250,14 @@ class Settings:
             metadata_bytes=self.max_metadata_bytes,
             peer_message_bytes=self.max_peer_message_bytes,
         )
+
+    @property
+    def token_verifier(self) -> TokenVerifier | None:
+        if self.jwt_public_key:
+            return TokenVerifier(self.jwt_public_key, ["RS256", "ES256"], self.jwt_audience)
+        if self.jwt_secret:
+            return TokenVerifier(self.jwt_secret, ["HS256"], self.jwt_audience)
+        return None
 
     @property
     def rate_limits(self) -> RateLimits:
@@ -279,6 +294,8 @@ def _cast(option: Option, raw: str, source: str) -> Any:
 
 
 def _check_consistency(settings: Settings) -> None:
+    if settings.jwt_secret and settings.jwt_public_key:
+        raise SettingsError("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both")
     if settings.workers > 1 and not settings.redis_url:
         raise SettingsError("WORKERS above 1 needs REDIS_URL: the workers share their state through Redis")
     if settings.max_sdp_chars >= settings.max_message_bytes:

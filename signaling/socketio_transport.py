@@ -15,6 +15,7 @@ from typing import Any
 import socketio
 from socketio import packet
 
+from signaling.auth import Action
 from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard, Session
 from signaling.hub import Hub
@@ -89,6 +90,14 @@ EVENT_KINDS: dict[str, Kind] = {
     "answer": "relay",
     "ice-candidate": "relay",
     "peer-message": "relay",
+}
+
+
+# Events that need the connection's token to grant them: (claim, field naming the room or stream).
+AUTHORIZE: dict[str, tuple[Action, str]] = {
+    "join": ("rooms", "room"),
+    "publish": ("publish", "streamId"),
+    "play": ("play", "streamId"),
 }
 
 
@@ -251,6 +260,7 @@ class SocketIOTransport:
             "publish": self.publish,
             "play": self.play,
             "stop": self.stop,
+            "authenticate": self.authenticate,
         }
         sio.dispatch = self.dispatch
         sio.on("connect", self.connect)
@@ -260,8 +270,13 @@ class SocketIOTransport:
         peer = self._hub.peer_id(sid)
         request = environ.get("aiohttp.request")
         address = (request.remote if request is not None else None) or "unknown"
+        token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            self._sessions[sid] = self._guard.open(address, "socketio")
+            if self._guard.auth_required and not token:
+                raise SignalingError(
+                    ErrorCode.UNAUTHORIZED, 'a token is required: connect with auth {"token": ...}'
+                )
+            self._sessions[sid] = self._guard.open(address, "socketio", token)
         except SignalingError as error:
             log.warning("peer=%s from %s refused: %s", peer, address, error.message)
             # socket.io clients get {message, data: {code, message}} in their connect_error event.
@@ -293,6 +308,12 @@ class SocketIOTransport:
                     f"unknown event {name!r}; this server accepts {', '.join(self._handlers)}",
                 )
             request = parse(self._schemas[name], name, tuple(data[1:]))
+            if session is not None:
+                if name == "authenticate":
+                    self._guard.authenticate(session, request["token"])
+                elif name in AUTHORIZE:
+                    action, field = AUTHORIZE[name]
+                    self._guard.authorize(session, action, request[field])
             return {"ok": True, **await handler(peer, request)}
         except SignalingError as error:
             log.warning("peer=%s event=%s refused: %s: %s", peer, name, error.code, error.message)
@@ -310,6 +331,9 @@ class SocketIOTransport:
             if session.limiter.flooding:
                 self._sio.drop(sid, "kept flooding after rate_limited errors")
             raise
+
+    async def authenticate(self, peer: str, request: dict[str, Any]) -> Reply:
+        return {}  # checked and applied in dispatch, where the connection's session is at hand
 
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]

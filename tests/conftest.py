@@ -112,9 +112,10 @@ async def antmedia(server: RunningServer) -> AsyncIterator[ConnectAntMedia]:
     clients: list[AntMediaClient] = []
     async with aiohttp.ClientSession() as http:
 
-        async def make(url: str | None = None, app: str = "WebRTCAppEE") -> AntMediaClient:
+        async def make(url: str | None = None, app: str = "WebRTCAppEE", query: str = "") -> AntMediaClient:
             base = (url or server.url).replace("http", "ws")
-            client = AntMediaClient(await http.ws_connect(f"{base}/{app}/websocket?target=origin"))
+            extra = f"&{query}" if query else ""
+            client = AntMediaClient(await http.ws_connect(f"{base}/{app}/websocket?target=origin{extra}"))
             clients.append(client)
             return client
 

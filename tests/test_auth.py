@@ -1,0 +1,160 @@
+"""JWT authentication and authorization on both protocols, and allowed origins."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+import socketio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from signaling.auth import Grant, TokenVerifier
+from signaling.client import RequestFailed, SignalingClient
+from signaling.errors import ErrorCode, SignalingError
+from tests.conftest import ConnectAntMedia, StartServer
+from tests.helpers import ConnectPeer
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def token(secret: str = SECRET, algorithm: str = "HS256", ttl: float = 300, **claims: Any) -> str:
+    return jwt.encode({"exp": int(time.time() + ttl), **claims}, secret, algorithm=algorithm)
+
+
+def refused(call: object) -> SignalingError:
+    with pytest.raises(SignalingError) as caught:
+        call()  # type: ignore[operator]
+    return caught.value
+
+
+def test_grant_patterns_and_expiry() -> None:
+    grant = Grant("u", time.time() + 60, rooms=("team-*",), publish=("u-cam",), play=("*",))
+    grant.check("rooms", "team-red")
+    grant.check("publish", "u-cam")
+    grant.check("play", "anything")
+    assert refused(lambda: grant.check("rooms", "other")).code == ErrorCode.FORBIDDEN
+    assert refused(lambda: grant.check("publish", "u-cam2")).code == ErrorCode.FORBIDDEN
+    assert refused(lambda: grant.check("play", "x", now=time.time() + 120)).code == ErrorCode.UNAUTHORIZED
+
+
+def test_verifier_hs256() -> None:
+    verifier = TokenVerifier(SECRET, ["HS256"])
+    grant = verifier.verify(token(sub="u1", rooms=["a"], play="b"))
+    assert (grant.subject, grant.rooms, grant.play, grant.publish) == ("u1", ("a",), ("b",), ())
+    assert (
+        refused(lambda: verifier.verify(token(secret="another-secret-of-the-same-size-xx"))).code
+        == "unauthorized"
+    )
+    assert "expired" in refused(lambda: verifier.verify(token(ttl=-10))).message
+    no_exp = jwt.encode({"sub": "u"}, SECRET, algorithm="HS256")
+    assert refused(lambda: verifier.verify(no_exp)).code == ErrorCode.UNAUTHORIZED
+    assert refused(lambda: verifier.verify(None)).code == ErrorCode.UNAUTHORIZED
+    # A token signed with "none" or another algorithm than configured is refused.
+    unsigned = jwt.encode({"exp": int(time.time()) + 60}, key="", algorithm="none")
+    assert refused(lambda: verifier.verify(unsigned)).code == ErrorCode.UNAUTHORIZED
+
+
+@pytest.mark.parametrize("kind", ["RS256", "ES256"])
+def test_verifier_public_keys(kind: str) -> None:
+    private = (
+        rsa.generate_private_key(65537, 2048) if kind == "RS256" else ec.generate_private_key(ec.SECP256R1())
+    )
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    verifier = TokenVerifier(public_pem, ["RS256", "ES256"])
+    assert verifier.verify(token(private, kind, sub="k")).subject == "k"  # type: ignore[arg-type]
+    with pytest.raises(SignalingError):
+        verifier.verify(token(SECRET, "HS256"))
+
+
+async def test_socketio_requires_a_valid_token(start_server: StartServer, connect: ConnectPeer) -> None:
+    secured = await start_server(jwt_secret=SECRET)
+    for auth in (None, {"token": "garbage"}, {"token": token(ttl=-5)}):
+        client = SignalingClient()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(secured.url, auth=auth)
+        assert (await client.next("connect_error"))["data"]["code"] == "unauthorized"
+
+    alice = await connect(
+        secured.url, auth={"token": token(sub="alice", rooms=["team-*"], publish=["alice-*"])}
+    )
+    await alice.join("team-red")
+    with pytest.raises(RequestFailed) as forbidden:
+        await alice.join("board-room")
+    assert forbidden.value.code == "forbidden"
+    assert "board-room" in forbidden.value.error["message"] and "peers" not in forbidden.value.error
+    await alice.publish("alice-cam")
+    with pytest.raises(RequestFailed) as not_yours:
+        await alice.publish("bob-cam")
+    assert not_yours.value.code == "forbidden"
+    with pytest.raises(RequestFailed) as no_play:
+        await alice.play("alice-cam")
+    assert no_play.value.code == "forbidden"
+    # A fresh token replaces the grant on the open connection.
+    assert await alice.request("authenticate", {"token": token(rooms=["board-*"])}) == {"ok": True}
+    await alice.join("board-room")
+    bad = await alice.request("authenticate", {"token": "garbage"})
+    assert bad["error"]["code"] == "unauthorized"
+
+
+async def test_socketio_grant_expiring_on_an_open_connection(
+    start_server: StartServer, connect: ConnectPeer
+) -> None:
+    secured = await start_server(jwt_secret=SECRET)
+    short = await connect(secured.url, auth={"token": token(ttl=2, rooms=["*"])})
+    await short.join("early")
+    deadline = time.time() + 10
+    while time.time() < deadline:  # the grant is checked on every join, so it lapses mid-connection
+        reply = await short.request("join", {"room": f"late-{int(time.time() * 1000)}"})
+        if not reply["ok"]:
+            assert reply["error"]["code"] == "unauthorized"
+            return
+        await short.leave(reply["room"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("an expired grant kept working")
+
+
+async def test_antmedia_tokens_on_url_or_command(
+    start_server: StartServer, antmedia: ConnectAntMedia
+) -> None:
+    secured = await start_server(jwt_secret=SECRET)
+    anonymous = await antmedia(secured.url)
+    assert (await anonymous.request("publish", "error", streamId="cam"))[
+        "definition"
+    ] == "unauthorized_access"
+    cam = await anonymous.request(
+        "publish", "notification:publish_started", streamId="cam", token=token(publish=["cam"])
+    )
+    assert cam["streamId"] == "cam"
+    forbidden = await anonymous.request("play", "error", streamId="cam", token=token(play=["other"]))
+    assert forbidden["definition"] == "unauthorized_access" and forbidden["code"] == "forbidden"
+
+    async with aiohttp.ClientSession() as http:
+        base = secured.url.replace("http", "ws")
+        async with http.get(f"{base}/WebRTCAppEE/websocket?token=garbage") as response:
+            assert response.status == 401
+    viewer = await antmedia(secured.url, query=f"token={token(play=['cam'], rooms=['*'])}")
+    await viewer.send("play", streamId="cam")
+    await viewer.request("join", "notification:joined", streamId="call")
+
+
+async def test_antmedia_origin_must_be_allowed(start_server: StartServer) -> None:
+    strict = await start_server(cors_allowed_origins=["https://app.example"])
+    url = strict.url.replace("http", "ws") + "/WebRTCAppEE/websocket"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers={"Origin": "https://evil.example"}) as response:
+            assert response.status == 403
+        async with http.ws_connect(url, headers={"Origin": "https://app.example"}) as ws:
+            await ws.send_str('{"command":"ping"}')
+            assert (await ws.receive_json(timeout=5)) == {"command": "pong"}
+        async with http.ws_connect(url) as ws:  # not a browser: no Origin, no CORS to apply
+            await ws.send_str('{"command":"ping"}')
+            assert (await ws.receive_json(timeout=5)) == {"command": "pong"}
