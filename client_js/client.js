@@ -14,8 +14,13 @@ export class SignalingError extends Error {
 
 export class SignalingClient extends Emitter {
   // socket: a socket.io-client Socket (signaling-client.js makes one; tests pass a fake).
-  constructor(socket, { localStream = null, requestTimeout = 10000, RTCPeerConnection = globalThis.RTCPeerConnection } = {}) {
+  // rtcConfig: extra RTCPeerConnection settings, e.g. {iceTransportPolicy: "relay"} to force TURN.
+  constructor(
+    socket,
+    { localStream = null, requestTimeout = 10000, rtcConfig = {}, RTCPeerConnection = globalThis.RTCPeerConnection } = {},
+  ) {
     super();
+    this.rtcConfig = rtcConfig;
     this.localStream = localStream;
     this.requestTimeout = requestTimeout;
     this.RTCPeerConnection = RTCPeerConnection;
@@ -150,6 +155,11 @@ export class SignalingClient extends Emitter {
       this.emit("error", { code: "unreachable", message: `cannot reach the signaling server: ${error.message}` });
     });
     socket.on("error", (error) => this.emit("error", error));
+    socket.on("ice-servers", ({ iceServers }) => {
+      // Fresh TURN credentials before the old ones expire: used for ICE restarts and new peers.
+      this.iceServers = iceServers;
+      for (const link of this.links.values()) link.pc.setConfiguration?.({ ...this.rtcConfig, iceServers });
+    });
     socket.on("kicked", ({ reason }) => {
       // An operator removed us: do not come back by ourselves.
       this.kicked = true;
@@ -270,7 +280,7 @@ export class SignalingClient extends Emitter {
 
   #createLink({ peerId, streamId }, { polite, offer }) {
     const key = linkKey(peerId, streamId);
-    const pc = new this.RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new this.RTCPeerConnection({ ...this.rtcConfig, iceServers: this.iceServers });
     const route = streamId ? { streamId } : {};
     const link = new PeerLink({
       pc,

@@ -44,6 +44,7 @@ from signaling.messages import (
 from signaling.ratelimit import Kind
 from signaling.schemas import Limits, parse
 from signaling.store import Route
+from signaling.turn import IceServers
 
 log = logging.getLogger("signaling.antmedia")
 
@@ -190,8 +191,16 @@ class AntMediaPeer:
         self.ws = ws
         self._transport = transport
         self.rooms: dict[str, Membership] = {}
+        self.session: Session | None = None
+        self.ice_expires_at: float | None = None
         self._queue: asyncio.Queue[Message] = asyncio.Queue(max_backlog)
         self._writer = asyncio.create_task(self._write_all(), name=f"antmedia-writer-{peer_id}")
+
+    @property
+    def user(self) -> str:
+        """Who TURN credentials are for: the token's subject, else the peer."""
+        grant = self.session.grant if self.session is not None else None
+        return grant.subject if grant is not None and grant.subject else self.peer_id
 
     def mode(self, room: str) -> str | None:
         membership = self.rooms.get(room)
@@ -348,7 +357,7 @@ class AntMediaTransport:
         heartbeat: float,
         guard: Guard,
         allowed_origins: str | list[str],
-        ice_servers: Callable[[], list[dict[str, Any]]],
+        ice: IceServers,
     ) -> None:
         self._hub = hub
         self._guard = guard
@@ -356,7 +365,8 @@ class AntMediaTransport:
         self._max_message_bytes = max_message_bytes
         self._max_backlog = max_backlog
         self._heartbeat = heartbeat
-        self._ice_servers = ice_servers
+        self._ice = ice
+        self._peers: dict[str, AntMediaPeer] = {}
         self._schemas = build_command_schemas(limits)
         self._commands: dict[str, Handler] = {
             "ping": self.ping,
@@ -408,6 +418,8 @@ class AntMediaTransport:
             request.remote,
             request.match_info.get("app", "client"),
         )
+        peer.session = session
+        self._peers[peer.peer_id] = peer
         self._hub.connect(peer.peer_id, peer)
         try:
             async for frame in ws:
@@ -420,6 +432,7 @@ class AntMediaTransport:
         finally:
             # A closed socket counts as leaving everything, without a reply.
             log.info("peer=%s disconnected (close code %s)", peer.peer_id, ws.close_code)
+            self._peers.pop(peer.peer_id, None)
             await self._hub.disconnect(peer.peer_id)
             await peer.close()
         return ws
@@ -496,7 +509,18 @@ class AntMediaTransport:
         return [{"command": "pong"}]
 
     async def get_ice_server_config(self, peer: AntMediaPeer, request: Message) -> list[Message]:
-        return [ice_server_config(self._ice_servers())]
+        issued = self._ice.issue(peer.user)
+        peer.ice_expires_at = issued.expires_at
+        return [ice_server_config(issued.servers)]
+
+    async def refresh_ice(self) -> None:
+        """Send fresh credentials to SDKs whose TURN credentials are about to expire (the SDK uses
+        them for the peer connections it opens afterwards)."""
+        for peer in list(self._peers.values()):
+            if peer.ice_expires_at is not None and self._ice.due(peer.ice_expires_at):
+                issued = self._ice.issue(peer.user)
+                peer.ice_expires_at = issued.expires_at
+                peer.write(ice_server_config(issued.servers))
 
     # Peer to peer
 

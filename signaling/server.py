@@ -3,8 +3,11 @@ client and its demo pages."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,12 +15,14 @@ from aiohttp import web
 
 from signaling.admin import AdminApi
 from signaling.antmedia_transport import AntMediaTransport
+from signaling.errors import SignalingError
 from signaling.guard import Guard
 from signaling.hub import Hub, LocalDelivery
 from signaling.metrics import Metrics
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
 from signaling.store import MemoryStore, Store
+from signaling.turn import IceServers
 
 if TYPE_CHECKING:
     from signaling.cluster import Cluster
@@ -44,6 +49,47 @@ async def readyz(request: web.Request) -> web.Response:
     if cluster is None or cluster.ready:
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "unavailable", "reason": "Redis unreachable"}, status=503)
+
+
+def ice_servers_endpoint(
+    ice: IceServers, guard: Guard
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """GET /api/ice-servers: for apps that set up peer connections without this server's
+    signaling. With JWT auth on, it needs `Authorization: Bearer <JWT>` like any client."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        user = "anonymous"
+        if guard.verifier is not None:
+            header = request.headers.get("Authorization", "")
+            try:
+                grant = guard.verifier.verify(header.removeprefix("Bearer ").strip() or None)
+            except SignalingError as error:
+                return web.json_response({"error": error.to_dict()}, status=401)
+            user = grant.subject or "user"
+        issued = ice.issue(user)
+        expires = None if issued.expires_at == math.inf else int(issued.expires_at)
+        return web.json_response({"iceServers": issued.servers, "expiresAt": expires})
+
+    return serve
+
+
+def refresh_ice_forever(
+    ice: IceServers, transports: list[SocketIOTransport | AntMediaTransport]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(min(60.0, ice.ttl / 10))
+                for transport in transports:
+                    await transport.refresh_ice()
+
+        task = asyncio.create_task(loop(), name="ice-refresh")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run
 
 
 def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -97,14 +143,14 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         logger=False,
         engineio_logger=False,
     )
-    ice_servers = [dict(server) for server in settings.ice_servers]
+    ice = settings.ice
     guard = Guard(
         rate_limits=settings.rate_limits,
         connections_per_address=settings.max_connections_per_ip,
         metrics=metrics,
         verifier=settings.token_verifier,
     )
-    SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice_servers=lambda: ice_servers)
+    socketio_transport = SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice=ice)
     antmedia = AntMediaTransport(
         hub,
         limits=settings.limits,
@@ -113,7 +159,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         heartbeat=settings.ping_interval,
         guard=guard,
         allowed_origins=settings.cors_allowed_origins,
-        ice_servers=lambda: ice_servers,
+        ice=ice,
     )
 
     app[HUB] = hub
@@ -125,6 +171,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     cluster = app.get(CLUSTER)
     admin = AdminApi(hub, metrics, token=settings.admin_token, ready=lambda: cluster is None or cluster.ready)
     app.router.add_routes(admin.routes())
+    app.router.add_get("/api/ice-servers", ice_servers_endpoint(ice, guard))
+    if ice.expiring:
+        app.cleanup_ctx.append(refresh_ice_forever(ice, [socketio_transport, antmedia]))
     app.router.add_get("/{app}/websocket", antmedia.handle)
     # The static files below own every path under /client/, so that app name needs its own route.
     app.router.add_get("/client/websocket", antmedia.handle)

@@ -17,6 +17,7 @@ from signaling.auth import TokenVerifier
 from signaling.ratelimit import Rate, RateLimits
 from signaling.schemas import Limits
 from signaling.store import PeerLimits
+from signaling.turn import IceServers
 
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
@@ -73,6 +74,18 @@ def _log_format(raw: str) -> str:
     if value not in ("text", "json"):
         raise ValueError("must be text or json")
     return value
+
+
+def _turn_urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(url.strip() for url in raw.split(",") if url.strip())
+    for url in urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise ValueError(f"{url!r} is not a turn: or turns: URL")
+    return urls
+
+
+def _secrets(raw: str) -> tuple[str, ...]:
+    return tuple(secret.strip() for secret in raw.split(",") if secret.strip())
 
 
 def parse_ice_servers(raw: str) -> list[dict[str, Any]]:
@@ -202,6 +215,24 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("workers", "WORKERS", _positive_int, "processes serving one port (more than 1 needs REDIS_URL)"),
     Option(
+        "turn_urls",
+        "TURN_URLS",
+        _turn_urls,
+        "comma-separated turn:/turns: URLs given time-limited credentials",
+    ),
+    Option(
+        "turn_secrets",
+        "TURN_SECRET",
+        _secrets,
+        "coturn's static-auth-secret; several, comma-separated: first signs",
+    ),
+    Option(
+        "turn_ttl",
+        "TURN_TTL",
+        _positive_float,
+        "seconds TURN credentials stay valid; refreshed before they expire",
+    ),
+    Option(
         "ice_servers",
         "ICE_SERVERS",
         parse_ice_servers,
@@ -241,6 +272,9 @@ class Settings:
     node_lease: float = 10.0
     workers: int = 1
     ice_servers: tuple[dict[str, Any], ...] = ({"urls": "stun:stun.l.google.com:19302"},)
+    turn_urls: tuple[str, ...] = ()
+    turn_secrets: tuple[str, ...] = ()
+    turn_ttl: float = 3600.0
 
     @property
     def limits(self) -> Limits:
@@ -249,6 +283,12 @@ class Settings:
             candidate_chars=self.max_candidate_chars,
             metadata_bytes=self.max_metadata_bytes,
             peer_message_bytes=self.max_peer_message_bytes,
+        )
+
+    @property
+    def ice(self) -> IceServers:
+        return IceServers(
+            self.ice_servers, turn_urls=self.turn_urls, secrets=self.turn_secrets, ttl=self.turn_ttl
         )
 
     @property
@@ -294,6 +334,8 @@ def _cast(option: Option, raw: str, source: str) -> Any:
 
 
 def _check_consistency(settings: Settings) -> None:
+    if bool(settings.turn_urls) != bool(settings.turn_secrets):
+        raise SettingsError("TURN_URLS and TURN_SECRET go together: credentials need both")
     if settings.jwt_secret and settings.jwt_public_key:
         raise SettingsError("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both")
     if settings.workers > 1 and not settings.redis_url:

@@ -40,6 +40,7 @@ from signaling.messages import (
 )
 from signaling.ratelimit import Kind
 from signaling.schemas import Limits, build_schemas, parse
+from signaling.turn import IceServers
 
 log = logging.getLogger("signaling.socketio")
 
@@ -242,13 +243,14 @@ class SocketIOTransport:
         *,
         limits: Limits,
         guard: Guard,
-        ice_servers: Callable[[], list[dict[str, Any]]],
+        ice: IceServers,
     ) -> None:
         self._hub = hub
         self._sio = sio
         self._guard = guard
         self._sessions: dict[str, Session] = {}
-        self._ice_servers = ice_servers
+        self._ice = ice
+        self._ice_expiry: dict[str, float] = {}  # sid -> when the credentials it was given expire
         self._schemas = build_schemas(limits)
         self._handlers: dict[str, Handler] = {
             "join": self.join,
@@ -286,6 +288,7 @@ class SocketIOTransport:
 
     async def disconnect(self, sid: str, reason: str = "") -> None:
         peer = self._hub.peer_id(sid)
+        self._ice_expiry.pop(sid, None)
         session = self._sessions.pop(sid, None)
         if session is not None:
             self._guard.close(session)
@@ -324,6 +327,20 @@ class SocketIOTransport:
             internal = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this event")
             return {"ok": False, "error": internal.to_dict()}
 
+    def _user(self, sid: str, peer: str) -> str:
+        """Who TURN credentials are for: the token's subject, else the peer."""
+        session = self._sessions.get(sid)
+        grant = session.grant if session is not None else None
+        return grant.subject if grant is not None and grant.subject else peer
+
+    async def refresh_ice(self) -> None:
+        """Send fresh ICE servers to every client whose TURN credentials are about to expire."""
+        for sid, expires_at in list(self._ice_expiry.items()):
+            if self._ice.due(expires_at):
+                issued = self._ice.issue(self._user(sid, self._hub.peer_id(sid)))
+                self._ice_expiry[sid] = issued.expires_at
+                await self._sio.emit("ice-servers", {"iceServers": issued.servers}, to=sid)
+
     def _admit(self, sid: str, session: Session, kind: Kind) -> None:
         try:
             self._guard.admit(session, kind)
@@ -338,13 +355,16 @@ class SocketIOTransport:
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
         existing = await self._hub.join(peer, room, request["metadata"])
+        sid = peer[len(self._hub.peer_id_prefix) :]
+        issued = self._ice.issue(self._user(sid, peer))
+        self._ice_expiry[sid] = issued.expires_at
         streams = await self._hub.store.room_streams(room)
         return {
             "peerId": peer,
             "room": room,
             "peers": [{"peerId": m.peer_id, "metadata": m.metadata} for m in existing],
             "streams": [{"streamId": s.stream_id, "peerId": s.publisher} for s in streams],
-            "iceServers": self._ice_servers(),
+            "iceServers": issued.servers,
         }
 
     async def leave(self, peer: str, request: dict[str, Any]) -> Reply:

@@ -18,7 +18,12 @@ from signaling.store import MemoryStore, Store
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 
-pytest_plugins = ["tests.browser_support", "tests.redis_support", "tests.cluster_support"]
+pytest_plugins = [
+    "tests.browser_support",
+    "tests.redis_support",
+    "tests.cluster_support",
+    "tests.turn_support",
+]
 
 UNLIMITED = Rate(1e9, 10**9)
 

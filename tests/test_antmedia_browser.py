@@ -3,21 +3,15 @@ camera and microphone, makes real calls through this server."""
 
 from __future__ import annotations
 
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser
 
-from tests.browser_support import open_page
+from tests.browser_support import TIMEOUT_MS, open_page, wait
 from tests.conftest import RunningServer
-
-TIMEOUT_MS = 20_000
 
 
 def page_url(pages_url: str, server: RunningServer, mode: str, stream_id: str) -> str:
     ws = server.url.replace("http://", "ws://") + "/WebRTCAppEE/websocket"
     return f"{pages_url}/pages/antmedia.html?mode={mode}&id={stream_id}&ws={ws}"
-
-
-async def wait(page: Page, expression: str, arg: object = None) -> None:
-    await page.wait_for_function(expression, arg=arg, timeout=TIMEOUT_MS)
 
 
 async def test_sdk_p2p_call(browser: Browser, pages_url: str, server: RunningServer) -> None:

@@ -7,25 +7,10 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page
 
-from tests.browser_support import open_page
+from tests.browser_support import open_page, wait, wait_mesh_media
 from tests.conftest import RunningServer, StartServer
 
-TIMEOUT_MS = 30_000
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-# Frames decoded on every mesh connection of the page, and how many connections there are.
-MESH_FRAMES = """async () => {
-  const links = [...window.demo.client.links].filter(([key]) => key.startsWith("peer:"));
-  const counts = [];
-  for (const [, link] of links) {
-    let frames = 0;
-    (await link.pc.getStats()).forEach((r) => {
-      if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0;
-    });
-    counts.push(frames);
-  }
-  return counts;
-}"""
 
 STREAM_FRAMES = """async (streamId) => {
   let frames = 0;
@@ -37,23 +22,6 @@ STREAM_FRAMES = """async (streamId) => {
   }
   return frames;
 }"""
-
-
-async def wait(page: Page, expression: str, arg: object = None) -> None:
-    await page.wait_for_function(expression, arg=arg, timeout=TIMEOUT_MS, polling=100)
-
-
-async def wait_mesh_media(page: Page, peers: int) -> None:
-    """Every one of `peers` connections decodes video, and shows it in a remote tile."""
-    await wait(
-        page,
-        f"({MESH_FRAMES})().then((c) => c.length === {peers} && c.every((n) => n > 0))",
-    )
-    await wait(
-        page,
-        f"document.querySelectorAll('.tile.remote video').length === {peers} && "
-        "[...document.querySelectorAll('.tile.remote video')].every((v) => v.videoWidth > 0)",
-    )
 
 
 async def open_room(browser: Browser, server: RunningServer, room: str, name: str, quality: str = "") -> Page:

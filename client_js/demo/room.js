@@ -82,7 +82,9 @@ async function start(roomName) {
     $("toggle-mic").disabled = $("toggle-camera").disabled = true;
   }
 
-  const client = connect(location.origin, { localStream });
+  // ?relay=1 sends all media through the TURN server: a quick way to check that TURN works.
+  const rtcConfig = params.get("relay") ? { iceTransportPolicy: "relay" } : {};
+  const client = connect(location.origin, { localStream, rtcConfig });
   window.demo = { client, roomName };
 
   client.on("connected", () => showBanner(""));

@@ -159,6 +159,17 @@ test("after a dropped socket it rejoins, republishes and replays by itself", asy
   assert.equal(events.at(-1)[0], "reconnected");
 });
 
+test("fresh ICE servers replace the old ones on every connection", async () => {
+  await client.join("lobby");
+  socket.deliver("peer-joined", { room: "lobby", peerId: "p", metadata: {} });
+  await settle();
+  const [pc] = FakePC.instances;
+  const fresh = [{ urls: "turn:t", username: "2:u", credential: "c" }];
+  socket.deliver("ice-servers", { iceServers: fresh });
+  assert.deepEqual(pc.configured, { iceServers: fresh });
+  assert.deepEqual(client.iceServers, fresh);
+});
+
 test("close releases every connection, track and listener", async () => {
   await client.join("lobby");
   const camera = new FakeStream();

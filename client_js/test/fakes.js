@@ -93,6 +93,10 @@ export class FakePC {
     return channel;
   }
 
+  setConfiguration(config) {
+    this.configured = config;
+  }
+
   restartIce() {
     this.restarts += 1;
   }
