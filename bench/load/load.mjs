@@ -1,0 +1,247 @@
+// Load generator for the benchmarks. One scenario per run; prints one JSON line with the results.
+//
+//   node load.mjs <scenario> --url http://127.0.0.1:5080 [--protocol socketio|antmedia]
+//        [--url2 http://...  (peers' partners on a second node)] [--pairs N] [--seconds S]
+//        [--rate R] [--clients K] [--calls M]
+//
+// Scenarios: throughput (closed-loop ping-pong of offer/answer/candidates per pair), latency (a
+// fixed total rate), capacity (K idle joined clients, held until stdin closes), setup (time from
+// the second peer's join until both sides hold the offer and the answer).
+import { performance } from "node:perf_hooks";
+import { io } from "socket.io-client";
+import WebSocket from "ws";
+
+const args = parseArgs(process.argv.slice(2));
+const scenario = args._[0];
+const protocol = args.protocol ?? "socketio";
+const SDP = realisticSdp();
+const CANDIDATE = "candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 10.0.0.2 rport 46154 generation 0 ufrag sXrK network-cost 999";
+// Per pair, the exchange a real call makes: offer, answer, then candidates both ways.
+const SEQUENCE = ["offer", "answer", "candidate", "candidate", "candidate", "candidate", "candidate", "candidate"];
+
+function parseArgs(argv) {
+  const out = { _: [] };
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i].startsWith("--")) out[argv[i].slice(2)] = argv[++i];
+    else out._.push(argv[i]);
+  }
+  return out;
+}
+
+function realisticSdp() {
+  // About the size of a Chrome offer with one audio and one video section (~5 KB).
+  const lines = ["v=0", "o=- 4611731400430051336 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1"];
+  for (const [kind, mid] of [["audio", 0], ["video", 1]]) {
+    lines.push(`m=${kind} 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126`, "c=IN IP4 0.0.0.0", `a=mid:${mid}`);
+    for (let i = 0; i < 30; i += 1) lines.push(`a=rtpmap:${96 + i} codec${i}/90000`, `a=rtcp-fb:${96 + i} nack pli`);
+  }
+  return `${lines.join("\r\n")}\r\n`;
+}
+
+const stamp = (text) => `${text}#t=${(performance.timeOrigin + performance.now()).toFixed(3)}#`;
+const age = (text) => {
+  const match = /#t=([\d.]+)#/.exec(text);
+  return match ? performance.timeOrigin + performance.now() - Number(match[1]) : NaN;
+};
+
+// A client of either protocol, reduced to what the scenarios need.
+class SocketIoClient {
+  constructor(url) {
+    this.socket = io(url, { transports: ["websocket"], reconnection: false, forceNew: true });
+    this.handlers = [];
+    for (const kind of ["offer", "answer", "ice-candidate"]) {
+      this.socket.on(kind, (m) => {
+        const signal = kind === "ice-candidate" ? "candidate" : kind;
+        const body = signal === "candidate" ? m.candidate.candidate : m.sdp;
+        for (const h of this.handlers) h(signal, body, m.from);
+      });
+    }
+    this.socket.on("peer-joined", (m) => this.onPeer?.(m.peerId));
+  }
+  ready() {
+    return new Promise((resolve, reject) => {
+      this.socket.once("connect", resolve);
+      this.socket.once("connect_error", reject);
+    });
+  }
+  async join(room) {
+    const reply = await this.socket.timeout(30000).emitWithAck("join", { room });
+    if (!reply.ok) throw new Error(JSON.stringify(reply));
+    this.peerId = reply.peerId;
+    return reply;
+  }
+  send(kind, body, target) {
+    if (kind === "candidate") {
+      this.socket.emit("ice-candidate", { target, candidate: { candidate: body, sdpMid: "0", sdpMLineIndex: 0 } });
+    } else {
+      this.socket.emit(kind, { target, sdp: body });
+    }
+  }
+  close() {
+    this.socket.disconnect();
+  }
+}
+
+class AntMediaClient {
+  constructor(url) {
+    this.ws = new WebSocket(`${url.replace("http", "ws")}/WebRTCAppEE/websocket?target=origin`);
+    this.handlers = [];
+    this.waiting = new Map();
+    this.ws.on("message", (data) => {
+      const m = JSON.parse(data);
+      if (m.command === "takeConfiguration") for (const h of this.handlers) h(m.type, m.sdp);
+      else if (m.command === "takeCandidate") for (const h of this.handlers) h("candidate", m.candidate);
+      else if (m.command === "start") this.onPeer?.(null);
+      else if (m.command === "notification" && m.definition === "joined") this.waiting.get("joined")?.();
+      else if (m.command === "error") console.error(JSON.stringify(m));
+    });
+  }
+  ready() {
+    return new Promise((resolve, reject) => {
+      this.ws.once("open", resolve);
+      this.ws.once("error", reject);
+    });
+  }
+  join(room) {
+    this.room = room;
+    return new Promise((resolve) => {
+      this.waiting.set("joined", resolve);
+      this.ws.send(JSON.stringify({ command: "join", streamId: room }));
+    });
+  }
+  send(kind, body) {
+    if (kind === "candidate") {
+      this.ws.send(JSON.stringify({ command: "takeCandidate", streamId: this.room, label: 0, id: "0", candidate: body }));
+    } else {
+      this.ws.send(JSON.stringify({ command: "takeConfiguration", streamId: this.room, type: kind, sdp: body }));
+    }
+  }
+  close() {
+    this.ws.close();
+  }
+}
+
+async function client(url) {
+  const c = protocol === "antmedia" ? new AntMediaClient(url) : new SocketIoClient(url);
+  await c.ready();
+  return c;
+}
+
+// Pairs of joined clients; with --url2 the second of each pair is on the other node.
+async function makePairs(count, tag) {
+  const pairs = [];
+  for (let start = 0; start < count; start += 100) {
+    const batch = [];
+    for (let i = start; i < Math.min(count, start + 100); i += 1) {
+      batch.push(
+        (async () => {
+          const room = `${tag}-${process.pid}-${i}`;
+          const a = await client(args.url);
+          await a.join(room);
+          const b = await client(args.url2 ?? args.url);
+          const joined = new Promise((resolve) => (a.onPeer = resolve));
+          await b.join(room);
+          await joined;
+          return { a, b };
+        })(),
+      );
+    }
+    pairs.push(...(await Promise.all(batch)));
+  }
+  return pairs;
+}
+
+const body = (kind) => stamp(kind === "candidate" ? CANDIDATE : SDP);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function throughput() {
+  const pairs = await makePairs(Number(args.pairs ?? 50), "tp");
+  const seconds = Number(args.seconds ?? 10);
+  let received = 0;
+  let running = true;
+  for (const { a, b } of pairs) {
+    let step = 0;
+    const next = (from, to) => {
+      if (!running) return;
+      const kind = SEQUENCE[step++ % SEQUENCE.length];
+      from.send(kind, body(kind), to.peerId);
+    };
+    a.handlers.push(() => { received += 1; next(a, b); });
+    b.handlers.push(() => { received += 1; next(b, a); });
+    next(a, b);
+  }
+  const started = performance.now();
+  await sleep(seconds * 1000);
+  running = false;
+  const elapsed = (performance.now() - started) / 1000;
+  return { pairs: pairs.length, seconds: elapsed, messages: received, rate: received / elapsed, close: pairs };
+}
+
+async function latency() {
+  const pairs = await makePairs(Number(args.pairs ?? 20), "lat");
+  const seconds = Number(args.seconds ?? 10);
+  const rate = Number(args.rate ?? 500);
+  const samples = [];
+  for (const { b } of pairs) b.handlers.push((kind, text) => samples.push(age(text)));
+  const interval = (1000 * pairs.length) / rate;
+  const timers = pairs.map(({ a, b }, i) => {
+    let step = 0;
+    return setTimeout(function tick() {
+      const kind = SEQUENCE[step++ % SEQUENCE.length];
+      a.send(kind, body(kind), b.peerId);
+      timers[i] = setTimeout(tick, interval);
+    }, (interval * i) / pairs.length);
+  });
+  await sleep(seconds * 1000);
+  timers.forEach(clearTimeout);
+  await sleep(200);
+  samples.sort((x, y) => x - y);
+  const pick = (q) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
+  return { pairs: pairs.length, rate, messages: samples.length, p50: pick(0.5), p99: pick(0.99), max: samples.at(-1), close: pairs };
+}
+
+async function capacity() {
+  const clients = Number(args.clients ?? 1000);
+  const pairs = await makePairs(Math.ceil(clients / 2), "cap");
+  process.stdout.write(`${JSON.stringify({ ready: pairs.length * 2 })}\n`);
+  // Held until the runner has measured the server, then closed by closing our stdin.
+  await new Promise((resolve) => {
+    process.stdin.on("end", resolve);
+    process.stdin.resume();
+  });
+  return { clients: pairs.length * 2, close: pairs };
+}
+
+async function setup() {
+  const calls = Number(args.calls ?? 50);
+  const times = [];
+  for (let i = 0; i < calls; i += 1) {
+    const room = `setup-${process.pid}-${i}`;
+    const a = await client(args.url);
+    await a.join(room);
+    const b = await client(args.url2 ?? args.url);
+    const done = new Promise((resolve) => {
+      a.onPeer = (peerId) => a.send("offer", body("offer"), peerId ?? b.peerId);
+      b.handlers.push((kind, text, from) => kind === "offer" && b.send("answer", body("answer"), from ?? a.peerId));
+      a.handlers.push((kind) => kind === "answer" && resolve());
+    });
+    const started = performance.now();
+    await b.join(room);
+    await done;
+    times.push(performance.now() - started);
+    a.close();
+    b.close();
+  }
+  times.sort((x, y) => x - y);
+  return { calls, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)], max: times.at(-1) };
+}
+
+const scenarios = { throughput, latency, capacity, setup };
+const result = await scenarios[scenario]();
+for (const { a, b } of result.close ?? []) {
+  a.close();
+  b.close();
+}
+delete result.close;
+process.stdout.write(`${JSON.stringify({ scenario, protocol, ...result })}\n`);
+process.exit(0);
