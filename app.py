@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+import uvloop
 from aiohttp import web
 
 from signaling.logs import configure
@@ -26,6 +27,8 @@ def main(argv: list[str]) -> int:
         log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)
         return supervise(settings.workers, argv)
     log.info("serving on %s:%d (room size %d)", settings.host, settings.port, settings.room_capacity)
+    # uvloop runs the same asyncio code on libuv, with a markedly cheaper event loop.
+    uvloop.install()
     web.run_app(
         create_app(settings),
         host=settings.host,

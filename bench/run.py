@@ -179,7 +179,11 @@ def capacity(server: Server, clients: int) -> dict[str, Any]:
     held = server.rss_bytes()
     process.stdin.close()
     process.wait(120)
-    return {"clients": ready["ready"], "rss_bytes": held, "bytes_per_client": (held - baseline) / ready["ready"]}
+    return {
+        "clients": ready["ready"],
+        "rss_bytes": held,
+        "bytes_per_client": (held - baseline) / ready["ready"],
+    }
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -199,7 +203,16 @@ def run(quick: bool) -> dict[str, Any]:
             mine = measure(ours)
         with start_reference() as reference:
             theirs = measure(reference)
-        rows.append({"label": label, "metric": metric, "unit": unit, "better": better, "ours": mine, "reference": theirs})
+        rows.append(
+            {
+                "label": label,
+                "metric": metric,
+                "unit": unit,
+                "better": better,
+                "ours": mine,
+                "reference": theirs,
+            }
+        )
 
     throughput = ["--pairs", size["pairs"], "--seconds", size["seconds"]]
     latency = ["--pairs", size["latency_pairs"], "--seconds", size["seconds"], "--rate", size["rate"]]
@@ -213,7 +226,13 @@ def run(quick: bool) -> dict[str, Any]:
     both("relay throughput", "messages/s", "msg/s", "higher", lambda s: tp(s)["rate"])
     both("CPU per 1,000 relayed", "server CPU-seconds", "s", "lower", lambda s: cpu_per_1000(tp(s)))
     for q in ("p50", "p99", "max"):
-        both(f"latency at {size['rate']} msg/s, {q}", q, "ms", "lower", lambda s, q=q: load(s, "latency", *latency)[q])
+        both(
+            f"latency at {size['rate']} msg/s, {q}",
+            q,
+            "ms",
+            "lower",
+            lambda s, q=q: load(s, "latency", *latency)[q],
+        )
     for clients in size["capacities"]:
         both(
             f"memory, {clients} idle clients",
@@ -249,7 +268,11 @@ def single(label: str, unit: str, value: float) -> dict[str, Any]:
 
 def machine() -> dict[str, str]:
     model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
         platform.processor(),
     )
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -292,9 +315,10 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for row in results["rows"]:
         r = ratio(row)
-        verdict = "—" if r is None else (f"{r:.2f}× better" if r >= 1 else f"{1 / r:.2f}× worse")
+        verdict = "—" if r is None else (f"{r:.2f}x better" if r >= 1 else f"{1 / r:.2f}x worse")
         unit = "" if row["unit"] in ("B",) else f" ({row['unit']})"
-        lines.append(f"| {row['label']}{unit} | {fmt(row['ours'], row['unit'])} | {fmt(row['reference'], row['unit'])} | {verdict} |")
+        ours, theirs = fmt(row["ours"], row["unit"]), fmt(row["reference"], row["unit"])
+        lines.append(f"| {row['label']}{unit} | {ours} | {theirs} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -312,7 +336,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     axes.barh(labels, values, color=colors)
     axes.axvline(1, color="black", linewidth=1)
     axes.set_xscale("log")
-    axes.set_xlabel("this server vs the Node socket.io relay (× better; log scale, right of 1 is better)")
+    axes.set_xlabel("this server vs the Node socket.io relay (x better; log scale, right of 1 is better)")
     axes.invert_yaxis()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -320,7 +344,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run with tiny loads (seconds)")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     options = parser.parse_args()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from signaling import fastjson
 from signaling.admin import AdminApi
 from signaling.antmedia_transport import AntMediaTransport
 from signaling.errors import SignalingError
@@ -142,6 +143,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         transports=["websocket"] if settings.workers > 1 else ["polling", "websocket"],
         logger=False,
         engineio_logger=False,
+        json=fastjson,
     )
     ice = settings.ice
     guard = Guard(

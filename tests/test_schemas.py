@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError
 
 from signaling.errors import ErrorCode, SignalingError
-from signaling.schemas import Limits, build_schemas, parse
+from signaling.schemas import FastPath, Limits, build_schemas, parse
 from tests.helpers import CANDIDATE, SDP_OFFER
 
 SCHEMAS = build_schemas(Limits(sdp_chars=1000, candidate_chars=200, metadata_bytes=100))
@@ -95,3 +98,57 @@ def test_errors_are_bounded_however_many_fields_are_wrong() -> None:
     assert all(len(name) <= 64 for name in error.fields)
     assert len(error.message) < 1500
     assert error.message.endswith("and 990 more")
+
+
+# The fast path must never accept what the schema refuses, nor change what it returns.
+_text = st.one_of(st.text(max_size=5), st.sampled_from(["", "room-1", "bad room", "p" * 129, "v" * 1001]))
+_value = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 70000), st.floats(allow_nan=False), _text, st.binary(max_size=3)
+)
+_candidate = st.one_of(
+    _value,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "candidate": st.one_of(_value, st.just("c" * 201)),
+            "sdpMid": _value,
+            "sdpMLineIndex": _value,
+            "usernameFragment": _value,
+            "extra": _value,
+        },
+    ),
+)
+_payloads = st.fixed_dictionaries(
+    {},
+    optional={
+        "target": _value,
+        "sdp": _value,
+        "room": _value,
+        "streamId": _value,
+        "candidate": _candidate,
+        "other": _value,
+    },
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(event=st.sampled_from(["offer", "answer", "ice-candidate"]), payload=_payloads)
+def test_fast_path_agrees_with_the_schema(event: str, payload: dict[str, Any]) -> None:
+    loader = SCHEMAS[event]
+    assert isinstance(loader, FastPath)
+    fast = loader.accept(payload)
+    try:
+        slow = loader.schema.load(payload)
+    except ValidationError:
+        assert fast is None, payload
+        return
+    assert fast is None or fast == slow, (payload, fast, slow)
+
+
+def test_fast_path_takes_the_usual_messages() -> None:
+    offer = SCHEMAS["offer"]
+    candidate = SCHEMAS["ice-candidate"]
+    assert isinstance(offer, FastPath) and isinstance(candidate, FastPath)
+    assert offer.accept({"target": "p", "sdp": SDP_OFFER[:900]}) is not None
+    assert candidate.accept({"target": "p", "candidate": CANDIDATE}) is not None
+    assert candidate.accept({"target": "p", "candidate": None}) is not None

@@ -1,0 +1,27 @@
+"""JSON for the socket.io wire: orjson's speed with the standard library's meaning.
+
+python-socketio and python-engineio call `dumps`/`loads` on every packet; orjson is several times
+faster. Where orjson refuses what `json` accepts (integers beyond 64 bits, NaN from a client), the
+standard library takes over, so clients see exactly the behaviour they would without it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    try:
+        return orjson.dumps(obj).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(obj, separators=(",", ":"))
+
+
+def loads(text: str | bytes, **kwargs: Any) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
