@@ -194,6 +194,7 @@ class AntMediaPeer:
         self.session: Session | None = None
         self.ice_expires_at: float | None = None
         self._queue: asyncio.Queue[Message] = asyncio.Queue(max_backlog)
+        self._room = asyncio.Event()
         self._writer = asyncio.create_task(self._write_all(), name=f"antmedia-writer-{peer_id}")
 
     @property
@@ -232,12 +233,22 @@ class AntMediaPeer:
         try:
             while True:
                 command = await self._queue.get()
+                if self._queue.qsize() <= self._queue.maxsize // 2:
+                    self._room.set()
                 if command is CLOSE:
                     await self.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"state lost; reconnect")
                     return
                 await self.ws.send_str(orjson.dumps(command).decode())
         except ConnectionError as exc:
             log.info("peer=%s connection lost while writing: %s", self.peer_id, exc)
+        finally:
+            self._room.set()  # nobody may wait for room in a queue that is no longer drained
+
+    async def room_to_write(self) -> None:
+        """Wait while the queue is more than half full (for this peer's own reading loop)."""
+        while self._queue.qsize() > self._queue.maxsize // 2 and not self._writer.done():
+            self._room.clear()
+            await self._room.wait()
 
     async def close(self) -> None:
         """Stop writing: called once the connection is gone."""
@@ -426,9 +437,16 @@ class AntMediaTransport:
                 if frame.type == WSMsgType.TEXT:
                     replies = await self.dispatch(peer, frame.data, session)
                 else:
-                    replies = [self._refuse(peer, None, BINARY_REFUSAL)]
+                    try:
+                        self._admit_garbage(peer, session)
+                        refusal: SignalingError = BINARY_REFUSAL
+                    except SignalingError as error:
+                        refusal = error
+                    replies = [self._refuse(peer, None, refusal)]
                 for reply in replies:
                     peer.write(reply)
+                # A client sending faster than it reads our replies waits here, not us for it.
+                await peer.room_to_write()
         finally:
             # A closed socket counts as leaving everything, without a reply.
             log.info("peer=%s disconnected (close code %s)", peer.peer_id, ws.close_code)
@@ -443,10 +461,12 @@ class AntMediaTransport:
             try:
                 decoded = orjson.loads(text)
             except orjson.JSONDecodeError:
+                self._admit_garbage(peer, session)
                 raise AntMediaRefusal(
                     "invalid_json", ErrorCode.INVALID_PAYLOAD, "frame is not valid JSON"
                 ) from None
             if not isinstance(decoded, dict) or not isinstance(decoded.get("command"), str):
+                self._admit_garbage(peer, session)
                 raise AntMediaRefusal(
                     "missing_command",
                     ErrorCode.INVALID_PAYLOAD,
@@ -469,12 +489,14 @@ class AntMediaTransport:
                 )
             schema = self._schemas.get(name)
             fields = parse(schema, name, (decoded,)) if schema is not None else {}
-            if session is not None and name in COMMAND_GRANTS:
-                action, field = COMMAND_GRANTS[name]
-                token = decoded.get("token")
-                self._guard.authorize(
-                    session, action, fields[field], token if isinstance(token, str) else None
-                )
+            if session is not None:
+                given = decoded.get("token")
+                token = given if isinstance(given, str) else None
+                if name in COMMAND_GRANTS:
+                    action, field = COMMAND_GRANTS[name]
+                    self._guard.authorize(session, action, fields[field], token)
+                elif name != "ping":  # TURN credentials and relays are for token holders only
+                    self._guard.require_grant(session, token)
             return await handler(peer, fields)
         except SignalingError as error:
             return [self._refuse(peer, request, error)]
@@ -491,6 +513,11 @@ class AntMediaTransport:
                 log.warning("peer=%s dropped: kept flooding after rate_limited errors", peer.peer_id)
                 peer.write(CLOSE)
             raise
+
+    def _admit_garbage(self, peer: AntMediaPeer, session: Session | None) -> None:
+        # Frames that are not commands still count against the sender's rate.
+        if session is not None:
+            self._admit(peer, session, "control")
 
     def _refuse(self, peer: AntMediaPeer, request: Message | None, error: SignalingError) -> Message:
         log.warning(
@@ -596,6 +623,8 @@ class AntMediaTransport:
 
     async def get_stream_info(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         stream = await self._hub.store.stream(request["streamId"])
+        if stream is not None and stream.room is not None and peer.mode(stream.room) is None:
+            stream = None  # a room's streams do not exist for those outside it
         if stream is None:
             raise SignalingError(ErrorCode.NO_SUCH_STREAM, f"no stream {request['streamId']!r} is published")
         # No media passes through this server, so there are no resolutions or bitrates to report.

@@ -60,7 +60,7 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # invalid tokens, and keys of the wrong kind for them
             raise SignalingError(ErrorCode.UNAUTHORIZED, f"the token is not valid: {exc}") from None
         return Grant(
             subject=str(claims["sub"]) if "sub" in claims else None,

@@ -4,6 +4,7 @@ address, message rates, and the metrics of both. One `Session` per connection ca
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from signaling.auth import Action, Grant, TokenVerifier
@@ -44,7 +45,11 @@ class Guard:
     def open(self, address: str, transport: str, token: str | None = None) -> Session:
         """Admit a new connection, or raise `too_many_connections` (or `unauthorized` for a bad
         token: one given here must be valid)."""
-        grant = self.verifier.verify(token) if self.verifier is not None and token is not None else None
+        try:
+            grant = self.verifier.verify(token) if self.verifier is not None and token is not None else None
+        except SignalingError as error:
+            self.refused(transport, error.code)
+            raise
         if not self._addresses.acquire(address):
             self.refused(transport, ErrorCode.TOO_MANY_CONNECTIONS)
             raise SignalingError(
@@ -68,6 +73,18 @@ class Guard:
         """Replace the connection's grant, e.g. with a fresh token before the old one expires."""
         if self.verifier is not None:
             session.grant = self.verifier.verify(token)
+
+    def require_grant(self, session: Session, token: str | None = None) -> None:
+        """With auth on, raise unless the connection holds a grant that has not expired: every
+        message needs one, not only joins, so an expired token stops relaying too."""
+        if self.verifier is None:
+            return
+        if token:
+            self.authenticate(session, token)
+        if session.grant is None:
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
+        if time.time() >= session.grant.expires_at:
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired; authenticate again")
 
     def authorize(self, session: Session, action: Action, name: str, token: str | None = None) -> None:
         """Raise unless the connection may do `action` on `name`; a no-op without auth."""

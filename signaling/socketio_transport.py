@@ -7,6 +7,7 @@ events and internal failures are all answered in one place, the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -139,6 +140,8 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, dispatch: Dispatch | None = None, max_backlog: int = 256, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dispatch = dispatch
+        # Told of packets refused before dispatch (garbage, binary), so that they count as well.
+        self.on_bad_packet: Callable[[str], None] | None = None
         self.max_backlog = max_backlog
         self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
         self._dropping: set[asyncio.Task[None]] = set()
@@ -151,6 +154,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             pkt = self.packet_class(encoded_packet=data)
         except Exception as exc:  # the decoder raises whatever the input provokes
             log.warning("eio_sid=%s dropped malformed socket.io packet: %s", eio_sid, _brief(exc))
+            self._bad_packet(eio_sid)
             return
         match pkt.packet_type:
             case packet.EVENT:
@@ -166,8 +170,14 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             case _:
                 log.warning("eio_sid=%s dropped socket.io packet of type %s", eio_sid, pkt.packet_type)
 
+    def _bad_packet(self, eio_sid: str) -> None:
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is not None and self.on_bad_packet is not None:
+            self.on_bad_packet(sid)
+
     async def _refuse_binary(self, eio_sid: str, pkt: Any) -> None:
         # Signaling is JSON; the attachments that follow are dropped as they arrive, never buffered.
+        self._bad_packet(eio_sid)
         if pkt.attachment_count:
             self._discarding[eio_sid] = pkt.attachment_count
         if pkt.packet_type != packet.BINARY_EVENT:
@@ -265,6 +275,7 @@ class SocketIOTransport:
             "authenticate": self.authenticate,
         }
         sio.dispatch = self.dispatch
+        sio.on_bad_packet = self._bad_packet
         sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
 
@@ -317,6 +328,8 @@ class SocketIOTransport:
                 elif name in AUTHORIZE:
                     action, field = AUTHORIZE[name]
                     self._guard.authorize(session, action, request[field])
+                else:
+                    self._guard.require_grant(session)
             return {"ok": True, **await handler(peer, request)}
         except SignalingError as error:
             log.warning("peer=%s event=%s refused: %s: %s", peer, name, error.code, error.message)
@@ -340,6 +353,14 @@ class SocketIOTransport:
                 issued = self._ice.issue(self._user(sid, self._hub.peer_id(sid)))
                 self._ice_expiry[sid] = issued.expires_at
                 await self._sio.emit("ice-servers", {"iceServers": issued.servers}, to=sid)
+
+    def _bad_packet(self, sid: str) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        # Counted as a strike (a flooder is cut off); the refusal itself has been logged already.
+        with contextlib.suppress(SignalingError):
+            self._admit(sid, session, "control")
 
     def _admit(self, sid: str, session: Session, kind: Kind) -> None:
         try:

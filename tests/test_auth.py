@@ -158,3 +158,46 @@ async def test_antmedia_origin_must_be_allowed(start_server: StartServer) -> Non
         async with http.ws_connect(url) as ws:  # not a browser: no Origin, no CORS to apply
             await ws.send_str('{"command":"ping"}')
             assert (await ws.receive_json(timeout=5)) == {"command": "pong"}
+
+
+async def test_every_message_needs_a_live_grant(
+    start_server: StartServer, connect: ConnectPeer, antmedia: ConnectAntMedia
+) -> None:
+    secured = await start_server(jwt_secret=SECRET, turn_urls=("turn:t:3478",), turn_secrets=("s",))
+    # No TURN credentials (or anything but pings) for an Ant Media client without a token.
+    anonymous = await antmedia(secured.url)
+    await anonymous.sync()
+    refused_ice = await anonymous.request("getIceServerConfig", "error")
+    assert refused_ice["definition"] == "unauthorized_access"
+    granted = await anonymous.request("getIceServerConfig", "iceServerConfig", token=token(sub="am-user"))
+    assert granted["turnServerUsername"].endswith(":am-user")
+
+    # An expired grant stops relays, not only joins.
+    alice = await connect(secured.url, auth={"token": token(ttl=1.5, rooms=["*"])})
+    bob = await connect(secured.url, auth={"token": token(rooms=["*"])})
+    await alice.join("relay-room")
+    await bob.join("relay-room")
+    assert bob.peer_id
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        reply = await alice.request("peer-message", {"target": bob.peer_id, "data": "x"})
+        if not reply["ok"]:
+            assert reply["error"]["code"] == "unauthorized"
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("relays went on after the token expired")
+
+
+async def test_a_token_for_another_key_type_is_refused_cleanly(start_server: StartServer) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    rsa_public = (
+        rsa.generate_private_key(65537, 2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    secured = await start_server(jwt_public_key=rsa_public)
+    client = SignalingClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(secured.url, auth={"token": token(private, "ES256")})  # type: ignore[arg-type]
+    assert (await client.next("connect_error"))["data"]["code"] == "unauthorized"

@@ -11,7 +11,7 @@ import socketio
 from signaling.client import SignalingClient
 from signaling.errors import ErrorCode, SignalingError
 from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Rate, RateLimits
-from tests.conftest import StartServer
+from tests.conftest import ConnectAntMedia, StartServer
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
 
 
@@ -114,3 +114,30 @@ async def test_connections_per_address(start_server: StartServer, connect: Conne
         except socketio.exceptions.ConnectionError:
             await asyncio.sleep(0.02)
     raise AssertionError("a freed connection slot was not given back")
+
+
+async def test_garbage_counts_against_the_rate_too(
+    start_server: StartServer, antmedia: ConnectAntMedia
+) -> None:
+    guarded = await start_server(rate_control=Rate(5, 10), rate_limit_strikes=20)
+    flooder = await antmedia(guarded.url)
+    for index in range(100):
+        await flooder.send_raw("{not json" if index % 2 else b"\x00binary")
+    assert await flooder.closed is not None  # cut off as a flooder, not answered forever
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(
+            guarded.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        )
+        await ws.receive(timeout=5)
+        await ws.send_str("40")
+        await ws.receive(timeout=5)
+        for _ in range(100):
+            await ws.send_str("42[unterminated")
+        # The server closes the connection of a client that keeps sending garbage.
+        closing = {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING}
+        for _ in range(1000):
+            if (await ws.receive(timeout=10)).type in closing:
+                break
+        else:
+            raise AssertionError("a client sending garbage was never cut off")
+        await ws.close()
