@@ -49,7 +49,10 @@ class AdminApi:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
                 return _error(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>")
-            return await handler(request)
+            try:
+                return await handler(request)
+            except SignalingError as error:
+                return _error(503, str(error.code), error.message)
 
         return check
 

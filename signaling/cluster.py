@@ -53,17 +53,20 @@ class ClusterDelivery(LocalDelivery):
     def inbox(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}:inbox"
 
-    async def deliver(self, peer_id: str, message: Outbound) -> None:
+    async def deliver(self, peer_id: str, message: Outbound) -> bool:
         node = node_of(peer_id)
         if node == self.node_id:
-            await super().deliver(peer_id, message)
-            return
+            return await super().deliver(peer_id, message)
         try:
-            await self.client.publish(self.inbox(node), codec.encode(peer_id, message))
+            receivers = await self.client.publish(self.inbox(node), codec.encode(peer_id, message))
         except (RedisError, OSError) as exc:
             log.warning(
                 "peer=%s delivery of %s to node %s lost: %s", peer_id, type(message).__name__, node, exc
             )
+            return False
+        if not receivers:
+            log.info("peer=%s: node %s is not listening; %s dropped", peer_id, node, type(message).__name__)
+        return bool(receivers)
 
     async def listen(self, ready: asyncio.Event) -> None:
         """Deliver what other nodes publish for this node's peers, resubscribing after outages."""
@@ -97,6 +100,10 @@ class Node:
         self.prefix = prefix
         self.redis_ok = False
         self.subscribed = asyncio.Event()
+        # Takes a reaped node off the list only if it has not come back in the meantime.
+        self._forget = client.register_script(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end"
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -120,13 +127,13 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # A clean exit frees its peers at once instead of leaving them to the reaper.
-        for peer_id in self.delivery.local_peers():
-            with contextlib.suppress(Exception):
-                await self.hub.disconnect(peer_id)
-        with contextlib.suppress(RedisError, OSError):
-            await self.client.srem(self._key("nodes"), self.node_id)
-            await self.client.delete(self._key("node", self.node_id, "alive"))
+        # A clean exit frees its peers at once instead of leaving them to the reaper; if any could
+        # not be freed, the node stays listed and its lapsing lease hands them to the reaper.
+        freed = [await self.hub.disconnect(peer_id) for peer_id in self.delivery.local_peers()]
+        if all(freed):
+            with contextlib.suppress(RedisError, OSError):
+                await self.client.srem(self._key("nodes"), self.node_id)
+                await self.client.delete(self._key("node", self.node_id, "alive"))
 
     async def _keep_lease(self) -> None:
         alive = self._key("node", self.node_id, "alive")
@@ -136,19 +143,30 @@ class Node:
                 renewed = await self.client.set(alive, "1", xx=True, px=self.lease_ms)
                 if not renewed:
                     await self.client.set(alive, "1", px=self.lease_ms)
-                    await self.client.sadd(self._key("nodes"), self.node_id)
                     if not first:
                         log.warning(
                             "node %s lost its lease: evicting local peers so they rejoin", self.node_id
                         )
                         await self.delivery.evict_all("shared state was lost")
+                # Every time: a reaper that finished late may have taken this node off the list.
+                await self.client.sadd(self._key("nodes"), self.node_id)
                 first = False
                 self.redis_ok = True
+                await self.reconcile()
             except (RedisError, OSError) as exc:
                 if self.redis_ok:
                     log.warning("node %s cannot reach Redis: %s", self.node_id, exc)
                 self.redis_ok = False
             await asyncio.sleep(self.interval)
+
+    async def reconcile(self) -> None:
+        """Remove from the shared state this node's peers that are no longer connected to it:
+        removals that failed while Redis was unreachable are retried here."""
+        local = set(self.delivery.local_peers())
+        for raw in await self.client.smembers(self._key("node", self.node_id, "peers")):
+            peer_id = raw.decode() if isinstance(raw, bytes) else raw
+            if peer_id not in local:
+                await self.hub.disconnect(peer_id)
 
     async def _reap_forever(self) -> None:
         while True:
@@ -162,7 +180,8 @@ class Node:
         """Free the peers of every node whose lease has lapsed; one node does each."""
         for raw in await self.client.smembers(self._key("nodes")):
             node = raw.decode() if isinstance(raw, bytes) else raw
-            if node == self.node_id or await self.client.exists(self._key("node", node, "alive")):
+            alive = self._key("node", node, "alive")
+            if node == self.node_id or await self.client.exists(alive):
                 continue
             if not await self.client.set(self._key("reap", node), self.node_id, nx=True, px=self.lease_ms):
                 continue
@@ -172,9 +191,12 @@ class Node:
             ]
             log.warning("node %s is gone: freeing its %d peers", node, len(peers))
             for peer_id in peers:
+                # A node that comes back meanwhile keeps what it has (it rebuilds it anyway).
+                if await self.client.exists(alive):
+                    break
                 await self.hub.disconnect(peer_id, reason="node_lost")
-            await self.client.srem(self._key("nodes"), node)
-            await self.client.delete(self._key("node", node, "peers"))
+            else:
+                await self._forget(keys=[alive, self._key("nodes")], args=[node])
 
 
 class Cluster:

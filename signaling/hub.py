@@ -63,11 +63,12 @@ class LocalDelivery:
     def detach(self, peer_id: str) -> None:
         self._sinks.pop(peer_id, None)
 
-    async def deliver(self, peer_id: str, message: Outbound) -> None:
+    async def deliver(self, peer_id: str, message: Outbound) -> bool:
+        """Hand a message over; False when nobody holds that peer any more."""
         sink = self._sinks.get(peer_id)
         if sink is None:
             log.debug("peer=%s gone before delivery of %s", peer_id, type(message).__name__)
-            return
+            return False
         try:
             await sink.send(message)
         except ConnectionError as exc:
@@ -75,6 +76,7 @@ class LocalDelivery:
         except Exception:
             # One broken receiver must not fail the sender's request or the other receivers.
             log.exception("peer=%s delivery of %s failed", peer_id, type(message).__name__)
+        return True
 
     def connected(self) -> int:
         return len(self._sinks)
@@ -110,16 +112,17 @@ class Hub:
     def connect(self, peer_id: str, sink: Sink) -> None:
         self.delivery.attach(peer_id, sink)
 
-    async def disconnect(self, peer_id: str, reason: GoneReason = "disconnected") -> None:
-        """Forget the peer entirely and tell everyone it shared a room or a stream with."""
+    async def disconnect(self, peer_id: str, reason: GoneReason = "disconnected") -> bool:
+        """Forget the peer entirely and tell everyone it shared a room or a stream with; False if
+        the shared state could not be reached (the cluster's reconciliation retries it)."""
         self.delivery.detach(peer_id)
         try:
             removal = await self.store.remove_peer(peer_id)
         except SignalingError as error:
-            # Shared state unreachable: this node's lease lapses and another node reaps the peer.
             log.warning("peer=%s could not be removed now: %s", peer_id, error.message)
-            return
+            return False
         await self._announce_removal(peer_id, removal, reason)
+        return True
 
     async def _announce_removal(self, peer_id: str, removal: Removal, reason: GoneReason) -> None:
         for stream in removal.published:
@@ -231,14 +234,14 @@ class Hub:
         Its room-mates and counterparts are told at once (reason "kicked"); the peer itself gets
         the reason and is disconnected by the node that holds it.
         """
-        local = peer_id in self.delivery.local_peers()
         removal = await self.store.remove_peer(peer_id)
-        if not local and not (removal.rooms or removal.published or removal.played):
-            return False
-        log.warning("peer=%s kicked: %s", peer_id, reason)
         await self._announce_removal(peer_id, removal, "kicked")
-        await self.delivery.deliver(peer_id, Kicked(reason))
-        return True
+        # Handed over when a node holds the peer, even one that held no room or stream.
+        reached = await self.delivery.deliver(peer_id, Kicked(reason))
+        if reached or removal.rooms or removal.published or removal.played:
+            log.warning("peer=%s kicked: %s", peer_id, reason)
+            return True
+        return False
 
     async def counterpart(self, peer_id: str, key: str) -> tuple[str, Route]:
         """The one peer on the other side of a stream or two-peer room named `key`.

@@ -224,7 +224,11 @@ STATS = (
     COMMON
     + """
 local peers = 0
-for _, node in ipairs(redis.call('SMEMBERS', k('nodes'))) do peers = peers + redis.call('SCARD', k('node', node, 'peers')) end
+for _, node in ipairs(redis.call('SMEMBERS', k('nodes'))) do
+  for _, peer in ipairs(redis.call('SMEMBERS', k('node', node, 'peers'))) do
+    if held_streams(peer) + redis.call('ZCARD', k('peer', peer, 'rooms')) > 0 then peers = peers + 1 end
+  end
+end
 return reply({ok = {redis.call('SCARD', k('rooms')), peers}})
 """
 )

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as redis
 
 from signaling.client import RequestFailed, SignalingClient
+from signaling.redis_store import RedisStore
 from tests.cluster_support import LEASE_SECONDS, StartNodes, get_json, wait_until
 from tests.conftest import ConnectAntMedia
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
@@ -291,3 +292,23 @@ async def test_one_recipient_costs_one_node_delivery(
     await spy.aclose()
     # 20 messages for one peer: 20 publications, all to its node alone, whatever the node count.
     assert seen == [f"sig:node:{b.node_id}:inbox"] * 20
+
+
+async def test_a_node_removes_peers_it_no_longer_holds(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    # What a removal that failed during a Redis blip leaves behind: a seat held in the shared
+    # state by a peer the node no longer has. The node's reconciliation frees it.
+    (node,) = await start_nodes(1)
+    store = RedisStore(redis.Redis.from_url(redis_server.url))
+    ghost = f"{node.node_id}~gone"
+    await store.join("haunted", ghost, {}, 2)
+    alice = await connect(node.url)
+    await alice.join("haunted")
+
+    async def freed() -> bool:
+        return [m.peer_id for m in await store.members("haunted")] == [alice.peer_id]
+
+    await wait_until(freed, "the node to free the seat of a peer it does not hold")
+    assert await alice.next("peer-left") == {"room": "haunted", "peerId": ghost, "reason": "disconnected"}
+    await store.client.aclose()

@@ -198,3 +198,20 @@ async def test_room_streams_are_for_members(make_store: MakeStore) -> None:
     assert (await store.play("cam", "member")).viewers == ("member",)
     assert await store.members("conf") == [Member("pub", {"n": 1}), Member("member", {})]
     assert await store.rooms_of("member") == ["conf"]
+
+
+async def test_stats_count_rooms_and_peers_that_hold_something(make_store: MakeStore) -> None:
+    store = make_store()
+    if isinstance(store, RedisStore):  # peers are counted per registered node
+        await store.client.sadd(f"{store.prefix}nodes", "n")
+    await store.join("r1", "n~a", {}, 5)
+    await store.join("r1", "n~b", {}, 5)
+    await store.publish("s", "n~c", None, None)
+    assert await store.stats() == (1, 3)
+    assert await store.room_names() == ["r1"]
+    await store.leave("r1", "n~a")
+    await store.unpublish("s", "n~c")
+    assert await store.stats() == (1, 1)
+    await store.leave("r1", "n~b")
+    assert await store.stats() == (0, 0)
+    assert await store.room_names() == []
