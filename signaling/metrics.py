@@ -30,7 +30,7 @@ class Metrics:
         )
         self.relay_seconds = Histogram(
             "signaling_relay_seconds",
-            "From a relayed message's arrival to its hand-off to the recipient's connection or node",
+            "From the core taking a validated relay to its hand-off to the recipient's connection or node",
             buckets=RELAY_BUCKETS,
             registry=r,
         )
