@@ -406,16 +406,22 @@ class AntMediaTransport:
                 {"code": "forbidden", "message": f"origin {origin} is not allowed"}, status=403
             )
         try:
+            self._guard.reserve(address, "antmedia")
+        except SignalingError as error:
+            log.warning("connection from %s refused: %s", address, error.message)
+            return web.json_response(error.to_dict(), status=429)
+        try:
             # The SDKs may put the token on the URL; each command may also carry one.
             session = self._guard.open(address, "antmedia", request.query.get("token"))
         except SignalingError as error:
+            self._guard.release(address)
             log.warning("connection from %s refused: %s", address, error.message)
-            status = 401 if error.code == ErrorCode.UNAUTHORIZED else 429
-            return web.json_response(error.to_dict(), status=status)
+            return web.json_response(error.to_dict(), status=401)
         try:
             return await self._serve(request, session)
         finally:
             self._guard.close(session)
+            self._guard.release(address)
 
     async def _serve(self, request: web.Request, session: Session) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat)

@@ -42,20 +42,27 @@ class Guard:
     def auth_required(self) -> bool:
         return self.verifier is not None
 
-    def open(self, address: str, transport: str, token: str | None = None) -> Session:
-        """Admit a new connection, or raise `too_many_connections` (or `unauthorized` for a bad
-        token: one given here must be valid)."""
-        try:
-            grant = self.verifier.verify(token) if self.verifier is not None and token is not None else None
-        except SignalingError as error:
-            self.refused(transport, error.code)
-            raise
+    def reserve(self, address: str, transport: str) -> None:
+        """Take one of the address's connection slots (at the lowest level the transport has:
+        engine.io sessions for socket.io), or raise `too_many_connections`."""
         if not self._addresses.acquire(address):
             self.refused(transport, ErrorCode.TOO_MANY_CONNECTIONS)
             raise SignalingError(
                 ErrorCode.TOO_MANY_CONNECTIONS,
                 f"too many connections from {address} ({self._addresses.per_address} at most)",
             )
+
+    def release(self, address: str) -> None:
+        self._addresses.release(address)
+
+    def open(self, address: str, transport: str, token: str | None = None) -> Session:
+        """Start a session for a connection whose slot is reserved; raise `unauthorized` for a
+        bad token (one given here must be valid)."""
+        try:
+            grant = self.verifier.verify(token) if self.verifier is not None and token is not None else None
+        except SignalingError as error:
+            self.refused(transport, error.code)
+            raise
         self.metrics.connections.labels(transport).inc()
         self.metrics.connections_opened.labels(transport).inc()
         return Session(address, transport, ConnectionLimiter(self.rate_limits), grant)
@@ -63,7 +70,6 @@ class Guard:
     def close(self, session: Session) -> None:
         if not session.closed:
             session.closed = True
-            self._addresses.release(session.address)
             self.metrics.connections.labels(session.transport).dec()
 
     def refused(self, transport: str, code: ErrorCode) -> None:

@@ -145,6 +145,8 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         self.max_backlog = max_backlog
         self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
         self._dropping: set[asyncio.Task[None]] = set()
+        self._addresses: dict[str, str] = {}  # eio_sid -> client address holding a slot
+        self.guard: Guard | None = None
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if not isinstance(data, str):
@@ -198,8 +200,25 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         else:
             self._discarding.pop(eio_sid, None)
 
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        # Connection slots are counted per engine.io session, so that sessions that never
+        # connect to a namespace count as well; a refusal is engine.io's 401 with our error.
+        request = environ.get("aiohttp.request")
+        address = (request.remote if request is not None else None) or "unknown"
+        if self.guard is not None:
+            try:
+                self.guard.reserve(address, "socketio")
+            except SignalingError as error:
+                log.warning("eio_sid=%s from %s refused: %s", eio_sid, address, error.message)
+                return error.to_dict()
+            self._addresses[eio_sid] = address
+        return await super()._handle_eio_connect(eio_sid, environ)
+
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self._discarding.pop(eio_sid, None)
+        address = self._addresses.pop(eio_sid, None)
+        if address is not None and self.guard is not None:
+            self.guard.release(address)
         await super()._handle_eio_disconnect(eio_sid, reason)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
@@ -275,6 +294,7 @@ class SocketIOTransport:
             "authenticate": self.authenticate,
         }
         sio.dispatch = self.dispatch
+        sio.guard = guard
         sio.on_bad_packet = self._bad_packet
         sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
@@ -286,6 +306,7 @@ class SocketIOTransport:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             if self._guard.auth_required and not token:
+                self._guard.refused("socketio", ErrorCode.UNAUTHORIZED)
                 raise SignalingError(
                     ErrorCode.UNAUTHORIZED, 'a token is required: connect with auth {"token": ...}'
                 )

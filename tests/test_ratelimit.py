@@ -99,7 +99,10 @@ async def test_connections_per_address(start_server: StartServer, connect: Conne
     refused = SignalingClient()
     with pytest.raises(socketio.exceptions.ConnectionError):
         await refused.connect(tight.url)
-    assert (await refused.next("connect_error"))["data"]["code"] == "too_many_connections"
+    polling = f"{tight.url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http, http.get(polling) as response:
+        assert response.status == 401  # engine.io's refusal, carrying our error
+        assert (await response.json())["code"] == "too_many_connections"
     async with (
         aiohttp.ClientSession() as http,
         http.get(tight.url.replace("http", "ws") + "/WebRTCAppEE/websocket") as response,
@@ -141,3 +144,28 @@ async def test_garbage_counts_against_the_rate_too(
         else:
             raise AssertionError("a client sending garbage was never cut off")
         await ws.close()
+
+
+async def test_bare_engineio_sessions_count_too(start_server: StartServer) -> None:
+    tight = await start_server(max_connections_per_ip=3)
+    url = tight.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http:
+        held = []
+        for _ in range(3):  # sessions that never connect to a namespace
+            ws = await http.ws_connect(url)
+            assert (await ws.receive(timeout=5)).data.startswith("0")
+            held.append(ws)
+        polling = url.replace("transport=websocket", "transport=polling").replace("ws://", "http://")
+        async with http.get(polling) as response:
+            assert response.status == 401
+            assert (await response.json())["code"] == "too_many_connections"
+        await held[0].close()
+        for _ in range(100):  # the slot comes back once the server has seen the session end
+            async with http.get(polling) as response:
+                if response.status == 200:
+                    break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("a closed session's slot was not given back")
+        for ws in held[1:]:
+            await ws.close()
