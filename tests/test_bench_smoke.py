@@ -1,0 +1,31 @@
+"""A quick run of the benchmark suite, so that the scripts cannot rot. Measures nothing: the
+numbers of a smoke run are not meaningful and nothing here asserts on speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick_run_produces_table_and_plot(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    labels = [row["label"] for row in results["rows"]]
+    assert "relay throughput" in labels and "CPU per 1,000 relayed" in labels
+    assert any(label.startswith("2 nodes + Redis") for label in labels)
+    assert any(label.startswith("Ant Media path") for label in labels)
+    compared = [row for row in results["rows"] if row["reference"] is not None]
+    assert compared and all(row["ours"] > 0 and row["reference"] > 0 for row in compared)
+    table = (tmp_path / "results.md").read_text()
+    assert "| measure | this server | Node socket.io relay |" in table
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
