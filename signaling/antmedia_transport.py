@@ -424,7 +424,9 @@ class AntMediaTransport:
             self._guard.release(address)
 
     async def _serve(self, request: web.Request, session: Session) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat)
+        ws = web.WebSocketResponse(
+            max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat, compress=False
+        )
         await ws.prepare(request)
         peer = AntMediaPeer(
             self._hub.peer_id(f"am-{secrets.token_urlsafe(12)}"), ws, request.transport, self._max_backlog

@@ -14,8 +14,10 @@ from functools import partial
 from typing import Any
 
 import socketio
+from aiohttp import web
 from socketio import packet
 
+from signaling import fastjson
 from signaling.auth import Action
 from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard, Session
@@ -107,6 +109,7 @@ class SocketIOSink:
     def __init__(self, sio: SignalingServer, sid: str) -> None:
         self._sio = sio
         self._sid = sid
+        self._eio_sid: str | None = None  # known once the namespace connection is complete
 
     async def send(self, message: Outbound) -> None:
         if self._sio.backlog(self._sid) >= self._sio.max_backlog:
@@ -118,7 +121,11 @@ class SocketIOSink:
             await self._sio.disconnect(self._sid)
             return
         event, payload = render(message)
-        await self._sio.emit(event, payload, to=self._sid)
+        # One recipient, JSON only (all of it validated): the socket.io EVENT packet ("2" + JSON,
+        # default namespace) goes straight to its engine.io session, skipping the room lookup and
+        # the binary scan of a general emit.
+        self._eio_sid = self._eio_sid or self._sio.manager.eio_sid_from_sid(self._sid, "/")
+        await self._sio.eio.send(self._eio_sid, "2" + fastjson.dumps([event, payload]))
 
     async def evict(self, reason: str) -> None:
         # Cutting the connection makes socket.io clients reconnect by themselves.
@@ -139,6 +146,9 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, dispatch: Dispatch | None = None, max_backlog: int = 256, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Signaling messages are small and deflating each frame costs more CPU than the bytes it
+        # saves; engine.io's aiohttp driver offers no switch, so its WebSocket gets a subclass.
+        self.eio._async = {**self.eio._async, "websocket": _uncompressed(self.eio._async["websocket"])}
         self.dispatch = dispatch
         # Told of packets refused before dispatch (garbage, binary), so that they count as well.
         self.on_bad_packet: Callable[[str], None] | None = None
@@ -258,6 +268,19 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         task = asyncio.get_running_loop().create_task(socket.close(wait=False, abort=True))
         self._dropping.add(task)
         task.add_done_callback(self._dropping.discard)
+
+
+def _uncompressed(driver: type[Any]) -> type[Any]:
+    class UncompressedWebSocket(driver):  # type: ignore[misc]
+        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+            request = environ["aiohttp.request"]
+            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+            await self._sock.prepare(request)
+            self.environ = environ
+            await self.handler(self)
+            return self._sock
+
+    return UncompressedWebSocket
 
 
 def _brief(exc: BaseException) -> str:
