@@ -40,9 +40,14 @@ class Metrics:
             "signaling_redis_up", "1 while the shared Redis answers (1 without Redis)", registry=r
         )
         self.redis_up.set(1)
+        self._relayed_by_kind: dict[str, Counter] = {}
 
     def relayed_message(self, kind: str, seconds: float) -> None:
-        self.relayed.labels(kind).inc()
+        # On every relay: the labelled child is looked up once per kind, not per message.
+        counter = self._relayed_by_kind.get(kind)
+        if counter is None:
+            counter = self._relayed_by_kind[kind] = self.relayed.labels(kind)
+        counter.inc()
         self.relay_seconds.observe(seconds)
 
     def render(self) -> bytes:
