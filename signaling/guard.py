@@ -80,27 +80,24 @@ class Guard:
         if self.verifier is not None:
             session.grant = self.verifier.verify(token)
 
-    def require_grant(self, session: Session, token: str | None = None) -> None:
-        """With auth on, raise unless the connection holds a grant that has not expired: every
-        message needs one, not only joins, so an expired token stops relaying too."""
+    def require_grant(self, session: Session, token: str | None = None) -> Grant | None:
+        """With auth on, raise unless the connection holds a grant that has not expired (every
+        message needs one, not only joins, so an expired token stops relaying too); return it."""
         if self.verifier is None:
-            return
+            return None
         if token:
             self.authenticate(session, token)
         if session.grant is None:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
         if time.time() >= session.grant.expires_at:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired; authenticate again")
+        return session.grant
 
     def authorize(self, session: Session, action: Action, name: str, token: str | None = None) -> None:
         """Raise unless the connection may do `action` on `name`; a no-op without auth."""
-        if self.verifier is None:
-            return
-        if token:
-            self.authenticate(session, token)
-        if session.grant is None:
-            raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
-        session.grant.check(action, name)
+        grant = self.require_grant(session, token)
+        if grant is not None:
+            grant.check(action, name)
 
     def admit(self, session: Session, kind: Kind) -> None:
         """Let one message through, or raise `rate_limited`."""
