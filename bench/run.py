@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
@@ -159,9 +160,13 @@ def load(server: Server, scenario: str, *flags: str) -> dict[str, Any]:
     if len(urls) > 1:
         command += ["--url2", urls[1]]
     before = server.cpu_seconds()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=900).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     result["server_cpu_seconds"] = server.cpu_seconds() - before
+    # The load generator's own CPU, to show whether it, not the server, was the limit.
+    result["load_cpu_seconds"] = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     return result
 
 
@@ -223,7 +228,15 @@ def run(quick: bool) -> dict[str, Any]:
     def cpu_per_1000(result: dict[str, Any]) -> float:
         return 1000 * result["server_cpu_seconds"] / max(1, result["messages"])
 
-    both("relay throughput", "messages/s", "msg/s", "higher", lambda s: tp(s)["rate"])
+    load_share: dict[str, float] = {}
+
+    def rate(server: Server) -> float:
+        result = tp(server)
+        load_share[server.name] = result["load_cpu_seconds"] / result["seconds"]
+        return float(result["rate"])
+
+    both("relay throughput", "messages/s", "msg/s", "higher", rate)
+    results["load_generator_cores"] = load_share
     both("CPU per 1,000 relayed", "server CPU-seconds", "s", "lower", lambda s: cpu_per_1000(tp(s)))
     for q in ("p50", "p99", "max"):
         both(
@@ -309,6 +322,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}; Python {m['python']}, Node {m['node']}; {m['date']}"
         + (" (quick smoke run: numbers not meaningful)" if results["quick"] else ""),
         "Load generator and servers share the machine; server CPU is read from /proc.",
+        "Load generator CPU during the throughput runs, in cores: "
+        + ", ".join(f"{name} {share:.2f}" for name, share in results.get("load_generator_cores", {}).items())
+        + ".",
         "",
         "| measure | this server | Node socket.io relay | this server is |",
         "|---|---|---|---|",
