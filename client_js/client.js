@@ -29,7 +29,7 @@ export class SignalingClient extends Emitter {
     this.peerRooms = new Map(); // remote peerId -> Set of rooms shared with it
     this.links = new Map(); // linkKey -> PeerLink
     this.published = new Map(); // streamId -> {stream, room}
-    this.playing = new Set();
+    this.playing = new Map(); // streamId -> room it belongs to (or null)
     this.everConnected = false;
     this.kicked = false;
     this.selfId = null;
@@ -61,11 +61,14 @@ export class SignalingClient extends Emitter {
   }
 
   async leave(room) {
-    this.rooms.delete(room);
     const reply = await this.#request("leave", { room });
+    this.rooms.delete(room);
     for (const [peerId, rooms] of this.peerRooms) {
       if (rooms.delete(room)) this.#peerGone(room, peerId, "left");
     }
+    // The server ended what we published or played in that room: so do we.
+    for (const [streamId, published] of this.published) if (published.room === room) this.#forgetStream(streamId);
+    for (const [streamId, playedRoom] of this.playing) if (playedRoom === room) this.#forgetStream(streamId);
     return reply;
   }
 
@@ -101,14 +104,19 @@ export class SignalingClient extends Emitter {
     if (room) payload.room = room;
     // No maxViewers: this client opens a connection per viewer, so it serves any number.
     const reply = await this.#request("publish", payload);
+    this.iceServers = reply.iceServers ?? this.iceServers;
     this.published.set(streamId, { stream, room });
     return reply;
   }
 
   async play(streamId) {
-    this.playing.add(streamId);
+    // Known before the reply: the publisher's offer may arrive first.
+    this.playing.set(streamId, null);
     try {
-      return await this.#request("play", { streamId });
+      const reply = await this.#request("play", { streamId });
+      this.iceServers = reply.iceServers ?? this.iceServers;
+      if (this.playing.has(streamId)) this.playing.set(streamId, reply.room ?? null);
+      return reply;
     } catch (error) {
       this.playing.delete(streamId);
       throw error;
@@ -116,10 +124,14 @@ export class SignalingClient extends Emitter {
   }
 
   async stop(streamId) {
+    this.#forgetStream(streamId);
+    return this.#request("stop", { streamId });
+  }
+
+  #forgetStream(streamId) {
     this.published.delete(streamId);
     this.playing.delete(streamId);
     this.#closeStreamLinks(streamId);
-    return this.#request("stop", { streamId });
   }
 
   // Releases every connection, track and listener, and disconnects.
@@ -152,13 +164,20 @@ export class SignalingClient extends Emitter {
     socket.on("connect", () => this.#onConnect());
     socket.on("disconnect", (reason) => this.#onDisconnect(reason));
     socket.on("connect_error", (error) => {
-      this.emit("error", { code: "unreachable", message: `cannot reach the signaling server: ${error.message}` });
+      // A refusal (e.g. unauthorized) carries the server's error; anything else is the network.
+      this.emit("error", error.data?.data ?? error.data ?? { code: "unreachable", message: `cannot reach the signaling server: ${error.message}` });
     });
     socket.on("error", (error) => this.emit("error", error));
     socket.on("ice-servers", ({ iceServers }) => {
       // Fresh TURN credentials before the old ones expire: used for ICE restarts and new peers.
       this.iceServers = iceServers;
-      for (const link of this.links.values()) link.pc.setConfiguration?.({ ...this.rtcConfig, iceServers });
+      for (const link of this.links.values()) {
+        try {
+          link.pc.setConfiguration?.({ ...this.rtcConfig, iceServers });
+        } catch (error) {
+          this.emit("error", { code: "webrtc_error", message: String(error) });
+        }
+      }
     });
     socket.on("kicked", ({ reason }) => {
       // An operator removed us: do not come back by ourselves.
@@ -199,15 +218,36 @@ export class SignalingClient extends Emitter {
       this.emit("connected");
       return;
     }
-    // A new socket is a new peer to the server: join, publish and play again.
-    try {
-      for (const [room, metadata] of this.rooms) await this.join(room, metadata);
-      for (const [streamId, { stream, room }] of this.published) await this.publish(streamId, stream, { room });
-      for (const streamId of this.playing) await this.#request("play", { streamId });
-      this.emit("reconnected", { peerId: this.peerId });
-    } catch (error) {
-      this.emit("error", error instanceof SignalingError ? { code: error.code, message: error.message } : { code: "rejoin_failed", message: String(error) });
+    // A new socket is a new peer to the server: join, publish and play again, each on its own,
+    // so one refusal (a stream not back yet) does not keep the others from coming back.
+    const again = [
+      ...[...this.rooms].map(([room, metadata]) => () => this.join(room, metadata)),
+      ...[...this.published].map(([streamId, { stream, room }]) => async () => {
+        try {
+          await this.publish(streamId, stream, { room });
+        } catch (error) {
+          this.#forgetStream(streamId);
+          throw error;
+        }
+      }),
+      ...[...this.playing.keys()].map((streamId) => async () => {
+        try {
+          await this.#request("play", { streamId });
+        } catch (error) {
+          this.#forgetStream(streamId);
+          this.emit("stream-ended", { streamId, reason: "unavailable" });
+          throw error;
+        }
+      }),
+    ];
+    for (const step of again) {
+      try {
+        await step();
+      } catch (error) {
+        this.emit("error", error instanceof SignalingError ? { code: error.code, message: error.message } : { code: "rejoin_failed", message: String(error) });
+      }
     }
+    this.emit("reconnected", { peerId: this.peerId });
   }
 
   #onDisconnect(reason) {
@@ -280,6 +320,7 @@ export class SignalingClient extends Emitter {
 
   #createLink({ peerId, streamId }, { polite, offer }) {
     const key = linkKey(peerId, streamId);
+    this.#closeLink(key); // a repeated viewer-joined replaces the old connection, not leaks it
     const pc = new this.RTCPeerConnection({ ...this.rtcConfig, iceServers: this.iceServers });
     const route = streamId ? { streamId } : {};
     const link = new PeerLink({

@@ -52,6 +52,7 @@ export class PeerLink extends Emitter {
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
+      if (this.closed) return;
       this.signal(this.pc.localDescription.type, { sdp: this.pc.localDescription.sdp });
     } catch (error) {
       this.emit("error", error);
@@ -76,6 +77,7 @@ export class PeerLink extends Emitter {
       if (type === "offer") {
         this.emit("offer-accepted");
         await this.pc.setLocalDescription();
+        if (this.closed) return;
         this.signal("answer", { sdp: this.pc.localDescription.sdp });
       }
     } catch (error) {

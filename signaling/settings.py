@@ -199,7 +199,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_format", "LOG_FORMAT", _log_format, "text, or json: one JSON object per line"),
     Option("jwt_secret", "AUTH_JWT_SECRET", str, "HS256 secret: set it (or the public key) to require JWTs"),
     Option("jwt_public_key", "AUTH_JWT_PUBLIC_KEY", str, "PEM public key for RS256/ES256 JWTs"),
-    Option("jwt_audience", "AUTH_JWT_AUDIENCE", str, "audience (aud) JWTs must name; unset: not checked"),
+    Option(
+        "jwt_audience",
+        "AUTH_JWT_AUDIENCE",
+        str,
+        "audience (aud) JWTs must name; unset: tokens carrying an aud are refused",
+    ),
     Option("admin_token", "ADMIN_TOKEN", str, "bearer token of the admin API; unset: the admin API is off"),
     Option(
         "redis_url",

@@ -384,6 +384,13 @@ class SocketIOTransport:
             internal = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this event")
             return {"ok": False, "error": internal.to_dict()}
 
+    def _issue_ice(self, peer: str) -> list[dict[str, Any]]:
+        """ICE servers for a peer about to open connections; refreshed before they expire."""
+        sid = peer[len(self._hub.peer_id_prefix) :]
+        issued = self._ice.issue(self._user(sid, peer))
+        self._ice_expiry[sid] = issued.expires_at
+        return issued.servers
+
     def _user(self, sid: str, peer: str) -> str:
         """Who TURN credentials are for: the token's subject, else the peer."""
         session = self._sessions.get(sid)
@@ -420,16 +427,13 @@ class SocketIOTransport:
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
         existing = await self._hub.join(peer, room, request["metadata"])
-        sid = peer[len(self._hub.peer_id_prefix) :]
-        issued = self._ice.issue(self._user(sid, peer))
-        self._ice_expiry[sid] = issued.expires_at
         streams = await self._hub.store.room_streams(room)
         return {
             "peerId": peer,
             "room": room,
             "peers": [{"peerId": m.peer_id, "metadata": m.metadata} for m in existing],
             "streams": [{"streamId": s.stream_id, "peerId": s.publisher} for s in streams],
-            "iceServers": issued.servers,
+            "iceServers": self._issue_ice(peer),
         }
 
     async def leave(self, peer: str, request: dict[str, Any]) -> Reply:
@@ -467,11 +471,16 @@ class SocketIOTransport:
         stream = await self._hub.publish(
             peer, request["streamId"], room=request["room"], max_viewers=request["maxViewers"]
         )
-        return {"streamId": stream.stream_id, "room": stream.room}
+        return {"streamId": stream.stream_id, "room": stream.room, "iceServers": self._issue_ice(peer)}
 
     async def play(self, peer: str, request: dict[str, Any]) -> Reply:
         stream = await self._hub.play(peer, request["streamId"])
-        return {"streamId": stream.stream_id, "publisher": stream.publisher}
+        return {
+            "streamId": stream.stream_id,
+            "publisher": stream.publisher,
+            "room": stream.room,
+            "iceServers": self._issue_ice(peer),
+        }
 
     async def stop(self, peer: str, request: dict[str, Any]) -> Reply:
         ended = await self._hub.stop(peer, request["streamId"])

@@ -10,11 +10,23 @@ from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer, joined_
 
 async def test_publisher_serves_each_viewer_on_its_own_connection(connect: ConnectPeer) -> None:
     publisher = await connect()
-    assert await publisher.publish("show") == {"ok": True, "streamId": "show", "room": None}
+    ice = [{"urls": "stun:127.0.0.1:3478"}]
+    assert await publisher.publish("show") == {
+        "ok": True,
+        "streamId": "show",
+        "room": None,
+        "iceServers": ice,
+    }
     viewers = [await connect() for _ in range(3)]
     for viewer in viewers:
         reply = await viewer.play("show")
-        assert reply == {"ok": True, "streamId": "show", "publisher": publisher.sio.get_sid()}
+        assert reply == {
+            "ok": True,
+            "streamId": "show",
+            "publisher": publisher.sio.get_sid(),
+            "room": None,
+            "iceServers": ice,
+        }
         joined = await publisher.next("viewer-joined")
         viewer_id = joined["viewerId"]
         assert joined == {"streamId": "show", "viewerId": viewer.sio.get_sid()}

@@ -32,7 +32,13 @@ function status(text) {
 
 function common(client) {
   window.demo = { client, streamId, role };
-  client.on("disconnected", () => showBanner("Connection to the server lost, reconnecting…"));
+  client.on("disconnected", () => {
+    if (!client.kicked) showBanner("Connection to the server lost, reconnecting…");
+  });
+  client.on("kicked", ({ reason }) => {
+    showBanner(`Removed by an operator: ${reason}`, { error: true });
+    client.close();
+  });
   client.on("reconnected", () => showBanner(""));
   client.on("error", (error) => {
     if (error.code === "unreachable") showBanner("Cannot reach the signaling server. Retrying…", { error: true });
@@ -92,7 +98,8 @@ async function publish() {
 async function watch() {
   $("title").textContent = `Watching: ${streamId}`;
   $("side-title").textContent = "Status";
-  $("video").muted = false;
+  // Browsers only autoplay muted video without a click: start muted, with controls to unmute.
+  $("video").controls = true;
   const client = connect(location.origin);
   common(client);
   let timer = null;

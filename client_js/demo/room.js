@@ -91,7 +91,10 @@ async function start(roomName) {
   client.on("disconnected", () => {
     if (!client.kicked) showBanner("Connection to the server lost, reconnecting…");
   });
-  client.on("kicked", ({ reason }) => showBanner(`You were removed from the room: ${reason}`, { error: true }));
+  client.on("kicked", ({ reason }) => {
+    showBanner(`You were removed from the room: ${reason}`, { error: true });
+    client.close(); // also releases the camera
+  });
   client.on("reconnected", () => {
     showBanner("");
     addChat("", "Reconnected.", { system: true });
@@ -149,12 +152,15 @@ async function start(roomName) {
     location.href = "/";
   });
 
-  try {
-    await client.join(roomName, { name: myName });
-    addChat("", `You joined ${roomName} as ${myName}`, { system: true });
-  } catch (error) {
-    showBanner(error.code === "room_full" ? "This room is full." : `Could not join: ${error.message}`, { error: true });
-  }
+  // Joined once the socket is up, so a page opened while the server is down joins when it is back.
+  client.once("connected", async () => {
+    try {
+      await client.join(roomName, { name: myName });
+      addChat("", `You joined ${roomName} as ${myName}`, { system: true });
+    } catch (error) {
+      showBanner(error.code === "room_full" ? "This room is full." : `Could not join: ${error.message}`, { error: true });
+    }
+  });
 }
 
 function toggle(tracks, button, onLabel, offLabel) {

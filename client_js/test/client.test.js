@@ -170,6 +170,41 @@ test("fresh ICE servers replace the old ones on every connection", async () => {
   assert.deepEqual(client.iceServers, fresh);
 });
 
+test("publish and play take their ICE servers from the ack", async () => {
+  const turn = [{ urls: "turn:t", username: "1:u", credential: "c" }];
+  socket.replies.play = () => ({ ok: true, streamId: "show", publisher: "pub", room: null, iceServers: turn });
+  await client.play("show");
+  socket.deliver("offer", { from: "pub", streamId: "show", sdp: "offer" });
+  await settle();
+  assert.deepEqual(FakePC.instances[0].config, { iceServers: turn });
+});
+
+test("a refusal while rejoining does not stop the rest from coming back", async () => {
+  socket.deliver("connect");
+  await client.join("lobby");
+  await client.play("gone-show");
+  await client.publish("cam", new FakeStream());
+  socket.deliver("disconnect", "transport close");
+  socket.replies.play = () => ({ ok: false, error: { code: "no_such_stream", message: "gone" } });
+  socket.sent = [];
+  socket.deliver("connect");
+  await settle();
+  assert.deepEqual(socket.sent.map(([name]) => name), ["join", "publish", "play"]);
+  assert.ok(events.some(([name, detail]) => name === "stream-ended" && detail.streamId === "gone-show"));
+  assert.equal(events.at(-1)[0], "reconnected");
+  assert.equal(client.playing.has("gone-show"), false);
+});
+
+test("leaving a room ends what was published in it", async () => {
+  await client.join("conf");
+  await client.publish("cam", new FakeStream(), { room: "conf" });
+  socket.deliver("viewer-joined", { streamId: "cam", viewerId: "v" });
+  await settle();
+  await client.leave("conf");
+  assert.equal(client.published.size, 0);
+  assert.ok(FakePC.instances.every((pc) => pc.closed));
+});
+
 test("close releases every connection, track and listener", async () => {
   await client.join("lobby");
   const camera = new FakeStream();
