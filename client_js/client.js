@@ -307,7 +307,9 @@ export class SignalingClient extends Emitter {
   #meshLink(peerId, { offer }) {
     const existing = this.links.get(linkKey(peerId));
     if (existing) return existing;
-    const link = this.#createLink({ peerId, streamId: null }, { polite: isPolite(this.peerId, peerId), offer });
+    // Before the join ack names us (an offer can overtake it), yield: we are answering anyway.
+    const polite = this.peerId ? isPolite(this.peerId, peerId) : true;
+    const link = this.#createLink({ peerId, streamId: null }, { polite, offer });
     const addLocalTracks = () => {
       for (const track of this.localStream?.getTracks() ?? []) link.pc.addTrack(track, this.localStream);
     };
