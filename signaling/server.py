@@ -35,7 +35,6 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
-SETTINGS = web.AppKey("settings", Settings)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -166,7 +165,6 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
 
     app[HUB] = hub
     app[SOCKETIO] = sio
-    app[SETTINGS] = settings
     sio.attach(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
