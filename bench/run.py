@@ -219,8 +219,19 @@ def run(quick: bool) -> dict[str, Any]:
             }
         )
 
-    throughput = ["--pairs", size["pairs"], "--seconds", size["seconds"]]
-    latency = ["--pairs", size["latency_pairs"], "--seconds", size["seconds"], "--rate", size["rate"]]
+    # Half the cores for the load generator, half for the server under test.
+    procs = str(max(1, (os.cpu_count() or 2) // 2))
+    throughput = ["--pairs", size["pairs"], "--seconds", size["seconds"], "--procs", procs]
+    latency = [
+        "--pairs",
+        size["latency_pairs"],
+        "--seconds",
+        size["seconds"],
+        "--rate",
+        size["rate"],
+        "--procs",
+        procs,
+    ]
 
     def tp(server: Server, *extra: str) -> dict[str, Any]:
         return load(server, "throughput", *throughput, *extra)

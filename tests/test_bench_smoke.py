@@ -3,10 +3,13 @@ numbers of a smoke run are not meaningful and nothing here asserts on speed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,3 +32,25 @@ def test_bench_quick_run_produces_table_and_plot(tmp_path: Path) -> None:
     table = (tmp_path / "results.md").read_text()
     assert "| measure | this server | Node socket.io relay |" in table
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+async def test_load_generator_splits_over_processes(server: RunningServer) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        "bench/load/load.mjs",
+        "throughput",
+        "--url",
+        server.url,
+        "--pairs",
+        "4",
+        "--seconds",
+        "1",
+        "--procs",
+        "2",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert result["procs"] == 2 and result["pairs"] == 4 and result["messages"] > 0

@@ -2,11 +2,15 @@
 //
 //   node load.mjs <scenario> --url http://127.0.0.1:5080 [--protocol socketio|antmedia]
 //        [--url2 http://...  (peers' partners on a second node)] [--pairs N] [--seconds S]
-//        [--rate R] [--clients K] [--calls M]
+//        [--rate R] [--clients K] [--calls M] [--procs P]
+//
+// --procs P splits throughput and latency runs over P processes (pairs and rate divided among
+// them, results merged), so the generator can use as many cores as a machine offers.
 //
 // Scenarios: throughput (closed-loop ping-pong of offer/answer/candidates per pair), latency (a
 // fixed total rate), capacity (K idle joined clients, held until stdin closes), setup (time from
 // the second peer's join until both sides hold the offer and the answer).
+import { fork } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
@@ -195,9 +199,13 @@ async function latency() {
   await sleep(seconds * 1000);
   timers.forEach(clearTimeout);
   await sleep(200);
+  return { pairs: pairs.length, rate, ...percentiles(samples), ...(args.child ? { samples } : {}), close: pairs };
+}
+
+function percentiles(samples) {
   samples.sort((x, y) => x - y);
   const pick = (q) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
-  return { pairs: pairs.length, rate, messages: samples.length, p50: pick(0.5), p99: pick(0.99), max: samples.at(-1), close: pairs };
+  return { messages: samples.length, p50: pick(0.5), p99: pick(0.99), max: samples.at(-1) };
 }
 
 async function capacity() {
@@ -236,8 +244,32 @@ async function setup() {
   return { calls, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)], max: times.at(-1) };
 }
 
+// Runs this scenario in `procs` child processes, each with its share, and merges what they find.
+async function split(procs) {
+  const share = { ...args, child: "1", procs: "1" };
+  if (args.pairs) share.pairs = String(Math.ceil(Number(args.pairs) / procs));
+  if (args.rate) share.rate = String(Number(args.rate) / procs);
+  const flags = Object.entries(share).filter(([k]) => k !== "_").flatMap(([k, v]) => [`--${k}`, v]);
+  const outputs = await Promise.all(
+    Array.from({ length: procs }, () => new Promise((resolve, reject) => {
+      const child = fork(new URL(import.meta.url).pathname, [scenario, ...flags], { silent: true });
+      let out = "";
+      child.stdout.on("data", (chunk) => (out += chunk));
+      child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1))) : reject(new Error(`child exited ${code}`))));
+    })),
+  );
+  if (scenario === "throughput") {
+    const messages = outputs.reduce((sum, o) => sum + o.messages, 0);
+    const seconds = Math.max(...outputs.map((o) => o.seconds));
+    return { pairs: outputs.reduce((sum, o) => sum + o.pairs, 0), seconds, messages, rate: messages / seconds, procs };
+  }
+  const samples = outputs.flatMap((o) => o.samples);
+  return { pairs: outputs.reduce((sum, o) => sum + o.pairs, 0), rate: Number(args.rate ?? 500), ...percentiles(samples), procs };
+}
+
 const scenarios = { throughput, latency, capacity, setup };
-const result = await scenarios[scenario]();
+const procs = Number(args.procs ?? 1);
+const result = procs > 1 && ["throughput", "latency"].includes(scenario) ? await split(procs) : await scenarios[scenario]();
 for (const { a, b } of result.close ?? []) {
   a.close();
   b.close();
