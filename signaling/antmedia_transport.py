@@ -199,9 +199,7 @@ class AntMediaPeer:
 
     @property
     def user(self) -> str:
-        """Who TURN credentials are for: the token's subject, else the peer."""
-        grant = self.session.grant if self.session is not None else None
-        return grant.subject if grant is not None and grant.subject else self.peer_id
+        return self.session.user(self.peer_id) if self.session is not None else self.peer_id
 
     def mode(self, room: str) -> str | None:
         membership = self.rooms.get(room)

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from signaling import codec
 from signaling.hub import Hub, LocalDelivery
 from signaling.messages import Outbound
-from signaling.redis_store import RedisStore, node_of
+from signaling.redis_store import RedisStore, as_text, node_of
 from signaling.store import PeerLimits
 
 log = logging.getLogger("signaling.cluster")
@@ -164,7 +164,7 @@ class Node:
         removals that failed while Redis was unreachable are retried here."""
         local = set(self.delivery.local_peers())
         for raw in await self.client.smembers(self._key("node", self.node_id, "peers")):
-            peer_id = raw.decode() if isinstance(raw, bytes) else raw
+            peer_id = as_text(raw)
             if peer_id not in local:
                 await self.hub.disconnect(peer_id)
 
@@ -179,16 +179,13 @@ class Node:
     async def reap(self) -> None:
         """Free the peers of every node whose lease has lapsed; one node does each."""
         for raw in await self.client.smembers(self._key("nodes")):
-            node = raw.decode() if isinstance(raw, bytes) else raw
+            node = as_text(raw)
             alive = self._key("node", node, "alive")
             if node == self.node_id or await self.client.exists(alive):
                 continue
             if not await self.client.set(self._key("reap", node), self.node_id, nx=True, px=self.lease_ms):
                 continue
-            peers = [
-                p.decode() if isinstance(p, bytes) else p
-                for p in await self.client.smembers(self._key("node", node, "peers"))
-            ]
+            peers = [as_text(p) for p in await self.client.smembers(self._key("node", node, "peers"))]
             log.warning("node %s is gone: freeing its %d peers", node, len(peers))
             for peer_id in peers:
                 # A node that comes back meanwhile keeps what it has (it rebuilds it anyway).

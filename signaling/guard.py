@@ -23,6 +23,10 @@ class Session:
     grant: Grant | None = None
     closed: bool = field(default=False)
 
+    def user(self, peer_id: str) -> str:
+        """Who TURN credentials are for: the token's subject, else the peer."""
+        return self.grant.subject if self.grant is not None and self.grant.subject else peer_id
+
 
 class Guard:
     def __init__(

@@ -103,7 +103,7 @@ class RedisStore:
 
     async def rooms_of(self, peer_id: str) -> list[str]:
         rooms = await _available(lambda: self.client.zrange(f"{self.prefix}peer:{peer_id}:rooms", 0, -1))
-        return [_text(room) for room in rooms]
+        return [as_text(room) for room in rooms]
 
     # Streams
 
@@ -151,7 +151,7 @@ class RedisStore:
             return published, playing
 
         published, playing = await _available(read)
-        return [_text(s) for s in published], [_text(s) for s in playing]
+        return [as_text(s) for s in published], [as_text(s) for s in playing]
 
     # Routing and removal
 
@@ -173,7 +173,7 @@ class RedisStore:
 
     async def room_names(self) -> list[str]:
         rooms = await _available(lambda: self.client.smembers(f"{self.prefix}rooms"))
-        return sorted(_text(room) for room in rooms)
+        return sorted(as_text(room) for room in rooms)
 
     async def stats(self) -> tuple[int, int]:
         rooms, peers = await self._run("STATS")
@@ -189,7 +189,8 @@ async def _available(call: Callable[[], Awaitable[T]]) -> T:
         ) from exc
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """Redis answers bytes (or str with decode_responses); ids are text either way."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

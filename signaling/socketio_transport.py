@@ -112,7 +112,8 @@ class SocketIOSink:
         self._eio_sid: str | None = None  # known once the namespace connection is complete
 
     async def send(self, message: Outbound) -> None:
-        if self._sio.backlog(self._sid) >= self._sio.max_backlog:
+        self._eio_sid = self._eio_sid or self._sio.manager.eio_sid_from_sid(self._sid, "/")
+        if self._sio.backlog(self._eio_sid) >= self._sio.max_backlog:
             # A client that does not read must not make the server hold an ever-growing queue.
             self._sio.drop(self._sid, f"{self._sio.max_backlog} messages unread")
             return
@@ -124,7 +125,6 @@ class SocketIOSink:
         # One recipient, JSON only (all of it validated): the socket.io EVENT packet ("2" + JSON,
         # default namespace) goes straight to its engine.io session, skipping the room lookup and
         # the binary scan of a general emit.
-        self._eio_sid = self._eio_sid or self._sio.manager.eio_sid_from_sid(self._sid, "/")
         await self._sio.eio.send(self._eio_sid, "2" + fastjson.dumps([event, payload]))
 
     async def evict(self, reason: str) -> None:
@@ -249,9 +249,9 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             if sid is not None:
                 await self.emit("error", reply["error"], to=sid, namespace=namespace)
 
-    def backlog(self, sid: str) -> int:
-        """Packets queued for a client and not yet written to it."""
-        socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, "/"))
+    def backlog(self, eio_sid: str | None) -> int:
+        """Packets queued for a client's engine.io session and not yet written to it."""
+        socket = self.eio.sockets.get(eio_sid)
         return 0 if socket is None else int(socket.queue.qsize())
 
     def drop(self, sid: str, why: str) -> None:
@@ -392,10 +392,8 @@ class SocketIOTransport:
         return issued.servers
 
     def _user(self, sid: str, peer: str) -> str:
-        """Who TURN credentials are for: the token's subject, else the peer."""
         session = self._sessions.get(sid)
-        grant = session.grant if session is not None else None
-        return grant.subject if grant is not None and grant.subject else peer
+        return session.user(peer) if session is not None else peer
 
     async def refresh_ice(self) -> None:
         """Send fresh ICE servers to every client whose TURN credentials are about to expire."""
