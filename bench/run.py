@@ -81,7 +81,6 @@ def ours_env(port: int, **extra: str) -> dict[str, str]:
         "RATE_RELAY": "1000000/1000000",
         "RATE_CONTROL": "1000000/1000000",
         "MAX_CONNECTIONS_PER_IP": "1000000",
-        "MAX_PEER_BACKLOG": "100000",
         "ICE_SERVERS": "",
         **extra,
     }

@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from signaling.antmedia_schemas import build_command_schemas
 from signaling.auth import Action
 from signaling.errors import ErrorCode, SignalingError
+from signaling.frames import FrameWriter
 from signaling.guard import Guard, Session
 from signaling.hub import Hub
 from signaling.messages import (
@@ -168,16 +169,16 @@ class Membership:
     stream_id: str | None = None
 
 
-# Queued after the last message to a peer that is being sent away: the writer closes there.
+# Written after the last message to a peer that is being sent away: the connection closes there.
 CLOSE: Message = {}
 
 
 class AntMediaPeer:
     """One Ant Media WebSocket connection: a peer of the core, and the sink for its messages.
 
-    Everything it is sent, replies and deliveries alike, goes through one bounded queue written
-    by its own task: a client that stops reading fills its queue and is dropped, and never makes
-    the peer that sent it something wait.
+    What other peers send it is written to its connection on the spot (see signaling.frames): a
+    client that stops reading is cut off, and never makes the peer that sent it something wait.
+    Replies to its own commands wait for it to read them, which slows only its own loop.
     """
 
     def __init__(
@@ -185,17 +186,15 @@ class AntMediaPeer:
         peer_id: str,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport | None,
-        max_backlog: int,
+        max_unread: int,
     ) -> None:
         self.peer_id = peer_id
         self.ws = ws
-        self._transport = transport
         self.rooms: dict[str, Membership] = {}
         self.session: Session | None = None
         self.ice_expires_at: float | None = None
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(max_backlog)
-        self._room = asyncio.Event()
-        self._writer = asyncio.create_task(self._write_all(), name=f"antmedia-writer-{peer_id}")
+        self._writer = FrameWriter(ws, transport, max_unread, f"peer={peer_id}")
+        self._closing: asyncio.Task[bool] | None = None
 
     @property
     def user(self) -> str:
@@ -210,49 +209,34 @@ class AntMediaPeer:
             self.write(command)
 
     def write(self, command: Message) -> None:
-        if self._writer.done():
+        """Write a command now, or close after what was written if it is CLOSE."""
+        if command is CLOSE:
+            if self._closing is None and not self.ws.closed:
+                self._closing = asyncio.get_running_loop().create_task(
+                    self.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"state lost; reconnect")
+                )
+        elif self._closing is None:
+            self._writer.write(orjson.dumps(command))
+
+    async def reply(self, command: Message) -> None:
+        """Write a reply to this peer's own command; waits while the client has not read earlier
+        ones, so a client sending faster than it reads slows its own loop and nobody else."""
+        if command is CLOSE or self._closing is not None or self.ws.closed:
+            self.write(command)
             return
-        try:
-            self._queue.put_nowait(command)
-        except asyncio.QueueFull:
-            # It does not read: cut it off (a goodbye would wait on the very buffer that is full).
-            # Its handler then sees the connection end and disconnects it from the core.
-            log.warning("peer=%s dropped: %d messages unread", self.peer_id, self._queue.maxsize)
-            self._writer.cancel()
-            if self._transport is not None:
-                self._transport.abort()
+        with contextlib.suppress(ConnectionError):
+            await self.ws.send_frame(orjson.dumps(command), WSMsgType.TEXT)
 
     async def evict(self, reason: str) -> None:
         # Ant Media's SDK reconnects when told the server is going away.
         self.write(notification("server_will_stop", message=reason))
         self.write(CLOSE)
 
-    async def _write_all(self) -> None:
-        try:
-            while True:
-                command = await self._queue.get()
-                if self._queue.qsize() <= self._queue.maxsize // 2:
-                    self._room.set()
-                if command is CLOSE:
-                    await self.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"state lost; reconnect")
-                    return
-                await self.ws.send_str(orjson.dumps(command).decode())
-        except ConnectionError as exc:
-            log.info("peer=%s connection lost while writing: %s", self.peer_id, exc)
-        finally:
-            self._room.set()  # nobody may wait for room in a queue that is no longer drained
-
-    async def room_to_write(self) -> None:
-        """Wait while the queue is more than half full (for this peer's own reading loop)."""
-        while self._queue.qsize() > self._queue.maxsize // 2 and not self._writer.done():
-            self._room.clear()
-            await self._room.wait()
-
     async def close(self) -> None:
-        """Stop writing: called once the connection is gone."""
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        """Called once the connection is gone: lets a close that was started finish."""
+        if self._closing is not None:
+            with contextlib.suppress(ConnectionError):
+                await self._closing
 
 
 def _stream_of(route: Route) -> str:
@@ -362,7 +346,7 @@ class AntMediaTransport:
         *,
         limits: Limits,
         max_message_bytes: int,
-        max_backlog: int,
+        max_unread: int,
         heartbeat: float,
         guard: Guard,
         allowed_origins: str | list[str],
@@ -372,7 +356,7 @@ class AntMediaTransport:
         self._guard = guard
         self._allowed_origins = allowed_origins
         self._max_message_bytes = max_message_bytes
-        self._max_backlog = max_backlog
+        self._max_unread = max_unread
         self._heartbeat = heartbeat
         self._ice = ice
         self._peers: dict[str, AntMediaPeer] = {}
@@ -427,7 +411,7 @@ class AntMediaTransport:
         )
         await ws.prepare(request)
         peer = AntMediaPeer(
-            self._hub.peer_id(f"am-{secrets.token_urlsafe(12)}"), ws, request.transport, self._max_backlog
+            self._hub.peer_id(f"am-{secrets.token_urlsafe(12)}"), ws, request.transport, self._max_unread
         )
         log.info(
             "peer=%s connected from %s (app %s)",
@@ -450,9 +434,7 @@ class AntMediaTransport:
                         refusal = error
                     replies = [self._refuse(peer, None, refusal)]
                 for reply in replies:
-                    peer.write(reply)
-                # A client sending faster than it reads our replies waits here, not us for it.
-                await peer.room_to_write()
+                    await peer.reply(reply)
         finally:
             # A closed socket counts as leaving everything, without a reply.
             log.info("peer=%s disconnected (close code %s)", peer.peer_id, ws.close_code)

@@ -131,7 +131,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     hub = _hub(app, settings, store)
     hub.observer = metrics
     sio = SignalingServer(
-        max_backlog=settings.max_backlog,
+        max_unread=settings.max_unread_bytes,
         async_mode="aiohttp",
         cors_allowed_origins=settings.cors_allowed_origins,
         ping_interval=settings.ping_interval,
@@ -156,7 +156,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         hub,
         limits=settings.limits,
         max_message_bytes=settings.max_message_bytes,
-        max_backlog=settings.max_backlog,
+        max_unread=settings.max_unread_bytes,
         heartbeat=settings.ping_interval,
         guard=guard,
         allowed_origins=settings.cors_allowed_origins,

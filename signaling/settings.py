@@ -157,10 +157,10 @@ OPTIONS: tuple[Option, ...] = (
         "streams one connection may publish and play",
     ),
     Option(
-        "max_backlog",
-        "MAX_PEER_BACKLOG",
+        "max_unread_bytes",
+        "MAX_PEER_UNREAD_BYTES",
         _positive_int,
-        "messages queued for a client that is not reading before it is disconnected",
+        "bytes sent to a client that it has not read yet before it is disconnected",
     ),
     Option(
         "rate_relay",
@@ -259,7 +259,7 @@ class Settings:
     max_peer_message_bytes: int = Limits.peer_message_bytes
     max_rooms_per_peer: int = PeerLimits.rooms
     max_streams_per_peer: int = PeerLimits.streams
-    max_backlog: int = 256
+    max_unread_bytes: int = 1048576
     rate_relay: Rate = RateLimits.relay
     rate_control: Rate = RateLimits.control
     rate_query: Rate = RateLimits.query

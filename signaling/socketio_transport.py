@@ -6,7 +6,6 @@ events and internal failures are all answered in one place, the same way.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,11 +13,11 @@ from functools import partial
 from typing import Any
 
 import socketio
-from aiohttp import web
 from socketio import packet
 
 from signaling import fastjson
 from signaling.auth import Action
+from signaling.engineio_direct import DirectSocket, DirectWebSocket
 from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard, Session
 from signaling.hub import Hub
@@ -113,10 +112,9 @@ class SocketIOSink:
 
     async def send(self, message: Outbound) -> None:
         self._eio_sid = self._eio_sid or self._sio.manager.eio_sid_from_sid(self._sid, "/")
-        if self._sio.backlog(self._eio_sid) >= self._sio.max_backlog:
-            # A client that does not read must not make the server hold an ever-growing queue.
-            self._sio.drop(self._sid, f"{self._sio.max_backlog} messages unread")
-            return
+        socket = self._sio.eio.sockets.get(self._eio_sid)
+        if socket is None:
+            return  # gone; its disconnect is being handled
         if isinstance(message, Kicked):
             await self._sio.emit("kicked", {"reason": message.reason}, to=self._sid)
             await self._sio.disconnect(self._sid)
@@ -125,7 +123,7 @@ class SocketIOSink:
         # One recipient, JSON only (all of it validated): the socket.io EVENT packet ("2" + JSON,
         # default namespace) goes straight to its engine.io session, skipping the room lookup and
         # the binary scan of a general emit.
-        await self._sio.eio.send(self._eio_sid, "2" + fastjson.dumps([event, payload]))
+        await socket.send_message("2" + fastjson.dumps([event, payload]))
 
     async def evict(self, reason: str) -> None:
         # Cutting the connection makes socket.io clients reconnect by themselves.
@@ -144,17 +142,15 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
     Handling each event before reading the next one from that client keeps its messages in order.
     """
 
-    def __init__(self, dispatch: Dispatch | None = None, max_backlog: int = 256, **kwargs: Any) -> None:
+    def __init__(self, dispatch: Dispatch | None = None, max_unread: int = 1 << 20, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        # Signaling messages are small and deflating each frame costs more CPU than the bytes it
-        # saves; engine.io's aiohttp driver offers no switch, so its WebSocket gets a subclass.
-        self.eio._async = {**self.eio._async, "websocket": _uncompressed(self.eio._async["websocket"])}
+        # engine.io's sessions become DirectSockets (see _handle_eio_connect), served by this driver.
+        self.eio._async = {**self.eio._async, "websocket": DirectWebSocket}
         self.dispatch = dispatch
         # Told of packets refused before dispatch (garbage, binary), so that they count as well.
         self.on_bad_packet: Callable[[str], None] | None = None
-        self.max_backlog = max_backlog
+        self.max_unread = max_unread
         self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
-        self._dropping: set[asyncio.Task[None]] = set()
         self._addresses: dict[str, str] = {}  # eio_sid -> client address holding a slot
         self.guard: Guard | None = None
 
@@ -211,6 +207,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             self._discarding.pop(eio_sid, None)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        DirectSocket.adopt(self.eio.sockets[eio_sid], self.max_unread)
         # Connection slots are counted per engine.io session, so that sessions that never
         # connect to a namespace count as well; a refusal is engine.io's 401 with our error.
         request = environ.get("aiohttp.request")
@@ -249,38 +246,11 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             if sid is not None:
                 await self.emit("error", reply["error"], to=sid, namespace=namespace)
 
-    def backlog(self, eio_sid: str | None) -> int:
-        """Packets queued for a client's engine.io session and not yet written to it."""
-        socket = self.eio.sockets.get(eio_sid)
-        return 0 if socket is None else int(socket.queue.qsize())
-
     def drop(self, sid: str, why: str) -> None:
-        """Cut a client off at once: its connection is aborted (no goodbye, which it would not read
-        anyway) and it is disconnected here, in the background, so that nobody waits for it."""
-        eio_sid = self.manager.eio_sid_from_sid(sid, "/")
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is None or socket.closing:
-            return
-        log.warning("peer=%s dropped: %s", sid, why)
-        request = self.environ.get(eio_sid, {}).get("aiohttp.request")
-        if request is not None and request.transport is not None:
-            request.transport.abort()
-        task = asyncio.get_running_loop().create_task(socket.close(wait=False, abort=True))
-        self._dropping.add(task)
-        task.add_done_callback(self._dropping.discard)
-
-
-def _uncompressed(driver: type[Any]) -> type[Any]:
-    class UncompressedWebSocket(driver):  # type: ignore[misc]
-        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-            request = environ["aiohttp.request"]
-            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-            await self._sock.prepare(request)
-            self.environ = environ
-            await self.handler(self)
-            return self._sock
-
-    return UncompressedWebSocket
+        """Cut a client off at once (see DirectSocket.cut_off); nobody waits for it."""
+        socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, "/"))
+        if isinstance(socket, DirectSocket):
+            socket.cut_off(why)
 
 
 def _brief(exc: BaseException) -> str:

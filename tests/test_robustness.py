@@ -39,7 +39,7 @@ async def flood_until_dropped(sender: SignalingClient, target: str) -> None:
 async def test_antmedia_peer_that_stops_reading_is_dropped_not_waited_for(
     start_server: StartServer, connect: ConnectPeer
 ) -> None:
-    small = await start_server(max_backlog=8)
+    small = await start_server(max_unread_bytes=65536)
     async with aiohttp.ClientSession() as http:
         # Joins a call, then never reads another byte.
         ws = await http.ws_connect(small.url.replace("http", "ws") + "/WebRTCAppEE/websocket")
@@ -56,7 +56,7 @@ async def test_antmedia_peer_that_stops_reading_is_dropped_not_waited_for(
 async def test_socketio_peer_that_stops_reading_is_dropped(
     start_server: StartServer, connect: ConnectPeer
 ) -> None:
-    small = await start_server(max_backlog=8)
+    small = await start_server(max_unread_bytes=65536)
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(small.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket")
         await ws.receive(timeout=5)

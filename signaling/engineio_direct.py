@@ -1,0 +1,177 @@
+"""engine.io sessions whose WebSocket packets are written straight to the connection.
+
+python-engineio's WebSocket loop costs more CPU per message than the relaying itself: it wraps
+every read in a new task plus `wait_for`, and every write goes through a per-connection queue to a
+writer task. `DirectSocket` keeps engine.io's handshake, pings and close semantics, but reads
+frames in one loop and writes each packet to the transport on the spot, in the order `send` is
+called (see signaling.frames for the cap on what a client leaves unread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from engineio import async_socket, packet
+
+from signaling.frames import FrameWriter
+
+log = logging.getLogger("signaling.engineio")
+
+# How long a server-side close waits for the client's half of the WebSocket closing handshake.
+CLOSE_TIMEOUT = 5.0
+
+
+class DirectWebSocket:
+    """engine.io's aiohttp WebSocket driver, minus per-frame deflate: signaling messages are small
+    and deflating each one costs more CPU than the bytes it saves (the stock driver has no switch)."""
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.handler = handler
+        self.server = server
+        self.response: web.WebSocketResponse | None = None
+        self.request: web.Request | None = None
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        self.request = environ["aiohttp.request"]
+        self.response = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self.response.prepare(self.request)
+        await self.handler(self)
+        return self.response
+
+
+class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+    """An engine.io session; `adopt` turns the sessions engine.io creates into this class."""
+
+    connected: bool  # engine.io's own state, declared for the type checker
+    max_unread: int = 1 << 20  # bytes; set by `adopt`
+    _writer: FrameWriter | None = None
+    _response: web.WebSocketResponse | None = None
+    _closer: asyncio.Task[Any] | None = None
+    _queued: int = 0  # bytes waiting in engine.io's queue for a long-polling client
+    _cutting: asyncio.Task[Any] | None = None
+
+    @classmethod
+    def adopt(cls, socket: async_socket.AsyncSocket, max_unread: int) -> DirectSocket:
+        # engine.io constructs its sockets itself, with no hook for a subclass; this subclass adds
+        # behaviour only (no constructor state), so switching the class right after creation is safe.
+        socket.__class__ = cls
+        socket.max_unread = max_unread
+        return socket  # type: ignore[no-any-return]
+
+    async def send(self, pkt: packet.Packet) -> None:
+        writer = self._writer
+        if writer is None:
+            # Long-polling, or the WebSocket is not ready yet: engine.io's queue, drained by polls.
+            self._queued += len(pkt.data) if isinstance(pkt.data, str | bytes) else 0
+            if self._queued > self.max_unread and not self.upgrading:
+                self.cut_off(f"more than {self.max_unread} bytes unpolled")
+                return
+            await super().send(pkt)
+        elif await self.check_ping_timeout():
+            encoded = pkt.encode()
+            writer.write(encoded, binary=isinstance(encoded, bytes))
+
+    async def send_message(self, text: str) -> None:
+        """Send one engine.io MESSAGE; on a WebSocket without building packet objects."""
+        writer = self._writer
+        if writer is None:
+            await self.send(packet.Packet(packet.MESSAGE, data=text))
+        elif not self.closed:
+            writer.write("4" + text)
+
+    async def poll(self) -> list[packet.Packet]:
+        packets: list[packet.Packet] = await super().poll()
+        self._queued = 0  # poll() took everything queued
+        return packets
+
+    def cut_off(self, why: str) -> None:
+        """Drop this client at once, without a goodbye (it would not read one anyway); its
+        disconnect runs in the background, so that whoever found it unfit never waits for it."""
+        if self._cutting is not None or self.closing or self.closed:
+            return
+        log.warning("eio_sid=%s dropped: %s", self.sid, why)
+        if self._writer is not None:
+            self._writer.abort()
+        closing = self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+        self._cutting = asyncio.get_running_loop().create_task(closing)
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        await super().close(wait=wait, abort=abort, reason=reason)
+        response = self._response
+        if self.closed and response is not None and not response.closed and self._closer is None:
+            # In the background: the closing handshake waits for the client, and close() may be
+            # called while handling another client's message.
+            self._closer = asyncio.get_running_loop().create_task(response.close())
+
+    async def _websocket_handler(self, ws: DirectWebSocket) -> None:
+        response, request = ws.response, ws.request
+        assert response is not None and request is not None
+        if self.connected and not await self._finish_upgrade(response):
+            return  # a long-polling session failed to upgrade
+        self.connected = True
+        self.upgraded = True
+        self._response = response
+        self._writer = FrameWriter(response, request.transport, self.max_unread, f"eio_sid={self.sid}")
+        self._flush_queue()
+        trigger = self.server._trigger_event
+        try:
+            while True:
+                message = await response.receive()
+                if message.type is WSMsgType.TEXT:
+                    data: Any = message.data
+                    if data[:1] == "4":
+                        # A MESSAGE, nearly all a client sends: straight to the application.
+                        await trigger("message", self.sid, data[1:], run_async=self.server.async_handlers)
+                        continue
+                elif message.type is WSMsgType.BINARY:
+                    data = message.data
+                else:
+                    break  # closed, closing or failed
+                try:
+                    pkt = packet.Packet(encoded_packet=data)
+                except (ValueError, IndexError):
+                    log.warning("eio_sid=%s sent a malformed engine.io packet; closing", self.sid)
+                    break
+                try:
+                    await self.receive(pkt)
+                except Exception:
+                    log.exception("eio_sid=%s engine.io packet failed", self.sid)
+        finally:
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            await self._await_closer(request)
+
+    async def _await_closer(self, request: web.Request) -> None:
+        closer = self._closer
+        if closer is None:
+            return
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await asyncio.wait_for(asyncio.shield(closer), CLOSE_TIMEOUT)
+        if not closer.done() and request.transport is not None:
+            request.transport.abort()  # the client never finished closing; its close() ends now
+
+    async def _finish_upgrade(self, response: web.WebSocketResponse) -> bool:
+        """The polling-to-WebSocket upgrade: "2probe", "3probe", then UPGRADE ("5")."""
+        self.upgrading = True  # packets sent meanwhile wait in the queue, flushed once upgraded
+        try:
+            probe = await response.receive()
+            if probe.type is not WSMsgType.TEXT or probe.data != "2probe":
+                return False
+            await response.send_str(packet.Packet(packet.PONG, data="probe").encode())
+            await self.queue.put(packet.Packet(packet.NOOP))  # ends the pending long-poll
+            upgrade = await response.receive()
+            return upgrade.type is WSMsgType.TEXT and upgrade.data == "5"
+        finally:
+            self.upgrading = False
+
+    def _flush_queue(self) -> None:
+        assert self._writer is not None
+        while not self.queue.empty():
+            pkt = self.queue.get_nowait()
+            self.queue.task_done()
+            if pkt is not None:
+                encoded = pkt.encode()
+                self._writer.write(encoded, binary=isinstance(encoded, bytes))

@@ -1,0 +1,125 @@
+"""engine.io sessions written directly (signaling.engineio_direct, signaling.frames): the upgrade
+from long-polling, ping timeouts, server-side closes, cut-offs and frames of every length class."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from signaling.engineio_direct import DirectSocket
+from signaling.frames import FrameWriter
+from tests.conftest import RunningServer, StartServer
+from tests.helpers import SDP_OFFER, ConnectPeer
+from tests.test_robustness import BIG_SDP, flood_until_dropped, wait_for
+
+
+def server_socket(server: RunningServer, sid: str) -> DirectSocket:
+    socket = server.sio.eio.sockets[server.sio.manager.eio_sid_from_sid(sid, "/")]
+    assert isinstance(socket, DirectSocket)
+    return socket
+
+
+async def test_frames_of_every_length_class_arrive_intact() -> None:
+    # 7-bit, 16-bit and 64-bit payload lengths (RFC 6455 5.2), at and around each boundary.
+    sizes = [0, 1, 125, 126, 127, 65535, 65536, 200_000]
+    sent = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        response = web.WebSocketResponse()
+        await response.prepare(request)
+        writer = FrameWriter(response, request.transport, 1 << 30, "test")
+        for size in sizes:
+            assert writer.write("é" * (size // 2) + "x" * (size % 2))
+        assert writer.write(b"\x00\xff" * 3, binary=True)
+        sent.set()
+        await response.receive()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{port}/") as ws:
+            for size in sizes:
+                message = await ws.receive(timeout=5)
+                assert message.type is WSMsgType.TEXT
+                assert message.data == "é" * (size // 2) + "x" * (size % 2)
+            binary = await ws.receive(timeout=5)
+            assert binary.type is WSMsgType.BINARY and binary.data == b"\x00\xff" * 3
+            await sent.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def test_long_polling_clients_upgrade_to_direct_websocket(
+    start_server: StartServer, connect: ConnectPeer
+) -> None:
+    # The socket.io clients' default: long-polling first, then the upgrade probe.
+    running = await start_server()
+    alice = await connect(running.url, transports=["polling", "websocket"])
+    await alice.join("upgrade")
+    bob = await connect(running.url, transports=["polling", "websocket"])
+    await bob.join("upgrade")
+    await alice.next("peer-joined")
+    assert alice.sio.transport() == "websocket" and bob.sio.transport() == "websocket"
+    await wait_for(lambda: server_socket(running, alice.sio.get_sid()).upgraded, "alice's upgrade")
+    assert bob.peer_id
+    await alice.offer(bob.peer_id, SDP_OFFER)
+    assert (await bob.next("offer"))["sdp"] == SDP_OFFER
+
+
+async def test_client_that_stops_answering_pings_is_closed_and_leaves(start_server: StartServer) -> None:
+    running = await start_server(ping_interval=0.2, ping_timeout=0.3)
+    url = running.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, autoping=True) as ws:
+        assert (await ws.receive(timeout=5)).data.startswith("0{")
+        await ws.send_str("40")
+        assert (await ws.receive(timeout=5)).data.startswith("40")
+        await ws.send_str('420["join",{"room":"silent"}]')
+        assert '"ok":true' in (await ws.receive(timeout=5)).data
+        assert running.store._peer_rooms
+        # Never answers engine.io's PING ("2"): the server must close, not wait forever.
+        while (message := await ws.receive(timeout=10)).type is WSMsgType.TEXT:
+            assert message.data in ("2", "1"), message.data
+        assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    await wait_for(lambda: not running.store._peer_rooms, "the silent client to leave its room")
+
+
+async def test_server_side_disconnect_closes_the_websocket(
+    server: RunningServer, connect: ConnectPeer
+) -> None:
+    alice = await connect()
+    await alice.join("bye")
+    await server.sio.disconnect(alice.sio.get_sid())
+    await wait_for(lambda: not alice.sio.connected, "the client to see its connection closed")
+    await wait_for(lambda: not server.store._peer_rooms, "the room to empty")
+
+
+async def test_long_polling_peer_that_stops_polling_is_dropped(
+    start_server: StartServer, connect: ConnectPeer
+) -> None:
+    small = await start_server(max_unread_bytes=65536)
+    base = f"{small.url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as response:
+            eio_sid = (await response.text()).split('"sid":"')[1].split('"')[0]
+        session = f"{base}&sid={eio_sid}"
+        async with http.post(session, data="40") as response:
+            assert response.status == 200
+        async with http.get(session) as response:
+            assert (await response.text()).startswith("40")
+        async with http.post(session, data='42["join",{"room":"unpolled"}]') as response:
+            assert response.status == 200
+        # Never polls again, so what is sent to it piles up in its engine.io queue.
+        sender = await connect(small.url)
+        joined = await sender.join("unpolled")
+        target = joined["peers"][0]["peerId"]
+        assert len(BIG_SDP) < 65536 < 2 * len(BIG_SDP)
+        await flood_until_dropped(sender, target)
+        assert sender.sio.connected
