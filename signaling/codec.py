@@ -77,7 +77,7 @@ def _encode_signal(signal: Signal) -> dict[str, Any]:
         case IceCandidate(candidate=None):
             return {"kind": "candidate", "candidate": None}
         case IceCandidate(candidate=Candidate() as candidate):
-            return {"kind": "candidate", "candidate": vars(candidate)}
+            return {"kind": "candidate", "candidate": candidate._asdict()}
         case PeerMessage(definition=definition, data=data):
             return {"kind": "message", "definition": definition, "data": data}
     raise TypeError(f"cannot encode {signal!r}")

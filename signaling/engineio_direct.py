@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -117,7 +119,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         self._response = response
         self._writer = FrameWriter(response, request.transport, self.max_unread, f"eio_sid={self.sid}")
         self._flush_queue()
-        trigger = self.server._trigger_event
+        on_message = self._message_handler()
         try:
             while True:
                 message = await response.receive()
@@ -125,7 +127,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                     data: Any = message.data
                     if data[:1] == "4":
                         # A MESSAGE, nearly all a client sends: straight to the application.
-                        await trigger("message", self.sid, data[1:], run_async=self.server.async_handlers)
+                        await on_message(data[1:])
                         continue
                 elif message.type is WSMsgType.BINARY:
                     data = message.data
@@ -143,6 +145,28 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         finally:
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
             await self._await_closer(request)
+
+    def _message_handler(self) -> Callable[[Any], Awaitable[None]]:
+        """How a MESSAGE reaches the application: engine.io's general event dispatch costs a
+        closure and an introspection per message, so a coroutine handler run inline (how
+        python-socketio sets up engine.io) is called directly."""
+        handler = self.server.handlers.get("message")
+        if not inspect.iscoroutinefunction(handler) or self.server.async_handlers:
+
+            async def general(data: Any) -> None:
+                await self.server._trigger_event(
+                    "message", self.sid, data, run_async=self.server.async_handlers
+                )
+
+            return general
+
+        async def direct(data: Any) -> None:
+            try:
+                await handler(self.sid, data)
+            except Exception:
+                log.exception("eio_sid=%s message handler failed", self.sid)
+
+        return direct
 
     async def _await_closer(self, request: web.Request) -> None:
         closer = self._closer

@@ -6,9 +6,51 @@ from the store when scraped, so with Redis they are cluster-wide.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 RELAY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class RelayCollector(Collector):
+    """Counts relays and their hand-off times in plain integers, turned into metrics when scraped.
+
+    Relaying is the hot path: prometheus-client's Counter and Histogram take a lock and a few
+    calls per update (three updates per relay), about a tenth of a relay's Python time. The
+    server is one thread, so plain counters are exact; the exposition is the same.
+    """
+
+    def __init__(self) -> None:
+        self._by_kind: dict[str, int] = {}
+        self._buckets = [0] * (len(RELAY_BUCKETS) + 1)  # the last one is +Inf
+        self._sum = 0.0
+
+    def record(self, kind: str, seconds: float) -> None:
+        self._by_kind[kind] = self._by_kind.get(kind, 0) + 1
+        self._buckets[bisect_left(RELAY_BUCKETS, seconds)] += 1
+        self._sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        relayed = CounterMetricFamily(
+            "signaling_messages_relayed", "Messages relayed to a peer", labels=["kind"]
+        )
+        for kind, count in sorted(self._by_kind.items()):
+            relayed.add_metric([kind], count)
+        yield relayed
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(str, RELAY_BUCKETS), "+Inf"), self._buckets, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            "signaling_relay_seconds",
+            "From the core taking a validated relay to its hand-off to the recipient's connection or node",
+            buckets=buckets,
+            sum_value=self._sum,
+        )
 
 
 class Metrics:
@@ -22,17 +64,10 @@ class Metrics:
         self.connections_opened = Counter(
             "signaling_connections_opened", "Client connections accepted", ["transport"], registry=r
         )
-        self.relayed = Counter(
-            "signaling_messages_relayed", "Messages relayed to a peer", ["kind"], registry=r
-        )
+        self._relays = RelayCollector()
+        r.register(self._relays)
         self.errors = Counter(
             "signaling_errors", "Requests refused, by error code", ["code", "transport"], registry=r
-        )
-        self.relay_seconds = Histogram(
-            "signaling_relay_seconds",
-            "From the core taking a validated relay to its hand-off to the recipient's connection or node",
-            buckets=RELAY_BUCKETS,
-            registry=r,
         )
         self.rooms = Gauge("signaling_rooms", "Rooms with at least one peer", registry=r)
         self.peers = Gauge("signaling_peers", "Peers in at least one room or stream", registry=r)
@@ -40,15 +75,9 @@ class Metrics:
             "signaling_redis_up", "1 while the shared Redis answers (1 without Redis)", registry=r
         )
         self.redis_up.set(1)
-        self._relayed_by_kind: dict[str, Counter] = {}
 
     def relayed_message(self, kind: str, seconds: float) -> None:
-        # On every relay: the labelled child is looked up once per kind, not per message.
-        counter = self._relayed_by_kind.get(kind)
-        if counter is None:
-            counter = self._relayed_by_kind[kind] = self.relayed.labels(kind)
-        counter.inc()
-        self.relay_seconds.observe(seconds)
+        self._relays.record(kind, seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -46,6 +47,9 @@ from signaling.turn import IceServers
 
 log = logging.getLogger("signaling.socketio")
 
+# An EVENT packet for the default namespace: type 2, an optional ack id, then the JSON array.
+_EVENT_HEAD = re.compile(r"2(\d{0,18})\[")
+
 Reply = dict[str, Any]
 Handler = Callable[[str, dict[str, Any]], Awaitable[Reply]]
 Dispatch = Callable[[str, list[Any]], Awaitable[Reply]]
@@ -54,22 +58,23 @@ Dispatch = Callable[[str, list[Any]], Awaitable[Reply]]
 def render(message: Outbound) -> tuple[str, dict[str, Any]]:
     """The socket.io event and payload a peer receives for a core message."""
     match message:
-        case Relayed(route=route, signal=signal):
-            body: dict[str, Any] = {"from": message.sender, "target": message.target}
+        case Relayed(sender=sender, target=target, route=route, signal=signal):
+            body: dict[str, Any] = {"from": sender, "target": target}
             if route.room is not None:
                 body["room"] = route.room
             else:
                 body["streamId"] = route.stream_id
             match signal:
                 case SessionDescription(type=kind, sdp=sdp):
-                    return kind, {**body, "sdp": sdp}
+                    body["sdp"] = sdp
+                    return kind, body
                 case IceCandidate(candidate=candidate):
-                    return "ice-candidate", {
-                        **body,
-                        "candidate": None if candidate is None else candidate_fields(candidate),
-                    }
+                    body["candidate"] = None if candidate is None else candidate_fields(candidate)
+                    return "ice-candidate", body
                 case PeerMessage(definition=definition, data=data):
-                    return "peer-message", {**body, "definition": definition, "data": data}
+                    body["definition"] = definition
+                    body["data"] = data
+                    return "peer-message", body
         case PeerJoined(room=room, peer_id=peer_id, metadata=metadata):
             return "peer-joined", {"room": room, "peerId": peer_id, "metadata": metadata}
         case PeerLeft(room=room, peer_id=peer_id, reason=reason):
@@ -158,6 +163,19 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         if not isinstance(data, str):
             self._discard_attachment(eio_sid)
             return
+        head = _EVENT_HEAD.match(data)
+        if head is not None:
+            # Nearly every packet: an EVENT on the default namespace, with or without an ack id.
+            # Decoded here without the packet object (its decoder copies the payload while
+            # looking for a binary attachment count); anything unusual takes the general path.
+            try:
+                arguments = fastjson.loads(data[head.end() - 1 :])
+            except Exception:  # the decoder raises whatever the input provokes (RecursionError...)
+                pass  # the general path below refuses it, with the usual warning
+            else:
+                ack = head.group(1)
+                await self._handle_event(eio_sid, "/", int(ack) if ack else None, arguments)
+                return
         try:
             pkt = self.packet_class(encoded_packet=data)
         except Exception as exc:  # the decoder raises whatever the input provokes
@@ -234,7 +252,8 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         if sid is None or not self.manager.is_connected(sid, namespace) or self.dispatch is None:
             return
         reply = await self.dispatch(sid, data if isinstance(data, list) else [data])
-        await self._reply(eio_sid, namespace, id, reply)
+        if id is not None or not reply["ok"]:
+            await self._reply(eio_sid, namespace, id, reply)
 
     async def _reply(self, eio_sid: str, namespace: str, id: int | None, reply: Reply) -> None:
         if id is not None:

@@ -9,7 +9,7 @@ callers; the in-memory one never awaits, so each of its calls is atomic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from signaling.errors import ErrorCode, SignalingError
 
@@ -50,10 +50,9 @@ class Removal:
     played: list[Stream]
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """What links sender and target for a relay: a shared room, or a stream one publishes and the
-    other plays. Exactly one is set."""
+    other plays. Exactly one is set. (A NamedTuple: one is built for every relayed message.)"""
 
     room: str | None = None
     stream_id: str | None = None
