@@ -203,20 +203,26 @@ def run(quick: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = results["rows"]
 
     def both(label: str, metric: str, unit: str, better: str, measure: Any) -> None:
+        several([(label, metric, unit, better, None)], measure)
+
+    def several(specs: list[tuple[str, str, str, str, str | None]], measure: Any) -> None:
+        """One measurement per server, giving a row per spec (its last field picks a key of
+        what `measure` returns; None takes the value itself)."""
         with start_ours() as ours:
             mine = measure(ours)
         with start_reference() as reference:
             theirs = measure(reference)
-        rows.append(
-            {
-                "label": label,
-                "metric": metric,
-                "unit": unit,
-                "better": better,
-                "ours": mine,
-                "reference": theirs,
-            }
-        )
+        for label, metric, unit, better, key in specs:
+            rows.append(
+                {
+                    "label": label,
+                    "metric": metric,
+                    "unit": unit,
+                    "better": better,
+                    "ours": mine if key is None else mine[key],
+                    "reference": theirs if key is None else theirs[key],
+                }
+            )
 
     # Half the cores for the load generator, half for the server under test.
     procs = str(max(1, (os.cpu_count() or 2) // 2))
@@ -248,14 +254,10 @@ def run(quick: bool) -> dict[str, Any]:
     both("relay throughput", "messages/s", "msg/s", "higher", rate)
     results["load_generator_cores"] = load_share
     both("CPU per 1,000 relayed", "server CPU-seconds", "s", "lower", lambda s: cpu_per_1000(tp(s)))
-    for q in ("p50", "p99", "max"):
-        both(
-            f"latency at {size['rate']} msg/s, {q}",
-            q,
-            "ms",
-            "lower",
-            lambda s, q=q: load(s, "latency", *latency)[q],
-        )
+    several(
+        [(f"latency at {size['rate']} msg/s, {q}", q, "ms", "lower", q) for q in ("p50", "p99", "max")],
+        lambda s: load(s, "latency", *latency),
+    )
     for clients in size["capacities"]:
         both(
             f"memory, {clients} idle clients",
