@@ -16,6 +16,7 @@ import platform
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -202,16 +203,28 @@ def run(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"quick": quick, "machine": machine(), "rows": []}
     rows: list[dict[str, Any]] = results["rows"]
 
-    def both(label: str, metric: str, unit: str, better: str, measure: Any) -> None:
-        several([(label, metric, unit, better, None)], measure)
+    # This machine kind's speed drifts between runs (the same run varies by a third): each
+    # comparison alternates the two servers over several rounds and reports the medians.
+    rounds = 1 if quick else 3
+    results["rounds"] = rounds
 
-    def several(specs: list[tuple[str, str, str, str, str | None]], measure: Any) -> None:
-        """One measurement per server, giving a row per spec (its last field picks a key of
-        what `measure` returns; None takes the value itself)."""
-        with start_ours() as ours:
-            mine = measure(ours)
-        with start_reference() as reference:
-            theirs = measure(reference)
+    def both(label: str, metric: str, unit: str, better: str, measure: Any) -> None:
+        several([(label, metric, unit, better, None)], measure, rounds=1)
+
+    def median(values: list[Any], key: str | None) -> float:
+        return float(statistics.median(v if key is None else v[key] for v in values))
+
+    def several(
+        specs: list[tuple[str, str, str, str, str | None]], measure: Any, rounds: int = rounds
+    ) -> tuple[list[Any], list[Any]]:
+        """Measure both servers, alternating, `rounds` times; a row per spec, whose last field
+        picks a key of what `measure` returns (None: the value itself), as the median. Returns
+        the measurements."""
+        mine, theirs = [], []
+        with start_ours() as ours, start_reference() as reference:
+            for _ in range(rounds):
+                mine.append(measure(ours))
+                theirs.append(measure(reference))
         for label, metric, unit, better, key in specs:
             rows.append(
                 {
@@ -219,10 +232,11 @@ def run(quick: bool) -> dict[str, Any]:
                     "metric": metric,
                     "unit": unit,
                     "better": better,
-                    "ours": mine if key is None else mine[key],
-                    "reference": theirs if key is None else theirs[key],
+                    "ours": median(mine, key),
+                    "reference": median(theirs, key),
                 }
             )
+        return mine, theirs
 
     # Half the cores for the load generator, half for the server under test.
     procs = str(max(1, (os.cpu_count() or 2) // 2))
@@ -244,16 +258,26 @@ def run(quick: bool) -> dict[str, Any]:
     def cpu_per_1000(result: dict[str, Any]) -> float:
         return 1000 * result["server_cpu_seconds"] / max(1, result["messages"])
 
-    load_share: dict[str, float] = {}
-
-    def rate(server: Server) -> float:
+    def relay(server: Server) -> dict[str, float]:
         result = tp(server)
-        load_share[server.name] = result["load_cpu_seconds"] / result["seconds"]
-        return float(result["rate"])
+        return {
+            "rate": float(result["rate"]),
+            "cpu": cpu_per_1000(result),
+            "load_cores": result["load_cpu_seconds"] / result["seconds"],
+        }
 
-    both("relay throughput", "messages/s", "msg/s", "higher", rate)
-    results["load_generator_cores"] = load_share
-    both("CPU per 1,000 relayed", "server CPU-seconds", "s", "lower", lambda s: cpu_per_1000(tp(s)))
+    mine, theirs = several(
+        [
+            ("relay throughput", "messages/s", "msg/s", "higher", "rate"),
+            ("CPU per 1,000 relayed", "server CPU-seconds", "s", "lower", "cpu"),
+        ],
+        relay,
+    )
+    # Context for the table: whether the load generator, not the server, was the limit.
+    results["load_generator_cores"] = {
+        "this server": median(mine, "load_cores"),
+        "Node socket.io relay": median(theirs, "load_cores"),
+    }
     several(
         [(f"latency at {size['rate']} msg/s, {q}", q, "ms", "lower", q) for q in ("p50", "p99", "max")],
         lambda s: load(s, "latency", *latency),
@@ -333,7 +357,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cpu']}; Python {m['python']}, Node {m['node']}; {m['date']}"
         + (" (quick smoke run: numbers not meaningful)" if results["quick"] else ""),
-        "Load generator and servers share the machine; server CPU is read from /proc.",
+        "Load generator and servers share the machine; server CPU is read from /proc. Throughput and "
+        f"latency are medians of {results.get('rounds', 1)} rounds alternating the two servers.",
         "Load generator CPU during the throughput runs, in cores: "
         + ", ".join(f"{name} {share:.2f}" for name, share in results.get("load_generator_cores", {}).items())
         + ".",

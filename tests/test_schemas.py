@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from signaling.antmedia_schemas import build_command_schemas
 from signaling.errors import ErrorCode, SignalingError
 from signaling.schemas import FastPath, Limits, build_schemas, parse
 from tests.helpers import CANDIDATE, SDP_OFFER
@@ -152,3 +153,50 @@ def test_fast_path_takes_the_usual_messages() -> None:
     assert offer.accept({"target": "p", "sdp": SDP_OFFER[:900]}) is not None
     assert candidate.accept({"target": "p", "candidate": CANDIDATE}) is not None
     assert candidate.accept({"target": "p", "candidate": None}) is not None
+
+
+# The same promise for the Ant Media commands a call sends by the dozen.
+AM_SCHEMAS = build_command_schemas(Limits(sdp_chars=1000, candidate_chars=200, metadata_bytes=100))
+_commands = st.fixed_dictionaries(
+    {},
+    optional={
+        "command": _value,
+        "streamId": _value,
+        "type": st.one_of(_value, st.sampled_from(["offer", "answer"])),
+        "sdp": _value,
+        "candidate": st.one_of(_value, st.just("c" * 201)),
+        "label": _value,
+        "id": st.one_of(_value, st.just("m" * 65)),
+        "token": _value,
+    },
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(command=st.sampled_from(["takeConfiguration", "takeCandidate"]), payload=_commands)
+def test_antmedia_fast_path_agrees_with_the_schema(command: str, payload: dict[str, Any]) -> None:
+    loader = AM_SCHEMAS[command]
+    assert isinstance(loader, FastPath)
+    fast = loader.accept(payload)
+    try:
+        slow = loader.schema.load(payload)
+    except ValidationError:
+        assert fast is None, payload
+        return
+    assert fast is None or fast == slow, (payload, fast, slow)
+
+
+def test_antmedia_fast_path_takes_the_usual_commands() -> None:
+    configuration, candidate = AM_SCHEMAS["takeConfiguration"], AM_SCHEMAS["takeCandidate"]
+    assert isinstance(configuration, FastPath) and isinstance(candidate, FastPath)
+    sdp = {"command": "takeConfiguration", "streamId": "s", "type": "offer", "sdp": SDP_OFFER[:900]}
+    assert configuration.accept(sdp) is not None
+    line = {
+        "command": "takeCandidate",
+        "streamId": "s",
+        "label": 0,
+        "id": "0",
+        "candidate": CANDIDATE["candidate"],
+    }
+    assert candidate.accept(line) is not None
+    assert candidate.accept({**line, "candidate": "", "label": None, "id": None}) is not None
