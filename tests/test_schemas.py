@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -132,6 +133,17 @@ _payloads = st.fixed_dictionaries(
 )
 
 
+_ABSENT = object()  # as a changed value: the field is removed
+# Values at the edges of the checks (limits as in SCHEMAS: 1,000 SDP chars, 200 candidate chars).
+_ODD_VALUES: list[Any] = [
+    _ABSENT,
+    *(None, True, 1.5, [], {}, 0, -1, 65535, 65536),
+    *("", "answer", "offer", "room-1", "bad room", "x" * 64, "x" * 65, "c" * 200, "c" * 201),
+    *("m" * 256, "m" * 257, "s" * 1000, "s" * 1001),
+]
+_odd = st.one_of(st.sampled_from(_ODD_VALUES), _value)
+
+
 @settings(max_examples=3000, deadline=None)
 @given(event=st.sampled_from(["offer", "answer", "ice-candidate"]), payload=_payloads)
 def test_fast_path_agrees_with_the_schema(event: str, payload: dict[str, Any]) -> None:
@@ -146,6 +158,82 @@ def test_fast_path_agrees_with_the_schema(event: str, payload: dict[str, Any]) -
     assert fast is None or fast == slow, (payload, fast, slow)
 
 
+# (event, a payload it accepts); the candidates name their m-line one way each, so that one
+# change can break the m-line rule.
+_VALID_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    ("offer", {"target": "p", "sdp": "v=0"}),
+    ("answer", {"target": "p", "sdp": "v=0", "room": "room-1"}),
+    ("ice-candidate", {"target": "p", "streamId": "s", "candidate": {"candidate": "c:1", "sdpMid": "0"}}),
+    (
+        "ice-candidate",
+        {"target": "p", "candidate": {"candidate": "c:1", "sdpMLineIndex": 0, "usernameFragment": "u"}},
+    ),
+]
+
+
+_EVENT_FIELDS = [
+    "target",
+    "sdp",
+    "room",
+    "streamId",
+    "candidate",
+    "x",
+    "candidate.candidate",
+    "candidate.sdpMid",
+    "candidate.sdpMLineIndex",
+    "candidate.usernameFragment",
+    "candidate.x",
+]
+
+
+def _changed(valid: dict[str, Any], changes: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`valid` with each (dotted field, value) change applied; _ABSENT removes the field."""
+    payload = copy.deepcopy(valid)
+    for path, value in changes:
+        *parents, key = path.split(".")
+        target: Any = payload
+        for parent in parents:
+            target = target.get(parent) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        if value is _ABSENT:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return payload
+
+
+def _agree(loader: Any, payload: dict[str, Any]) -> None:
+    assert isinstance(loader, FastPath)
+    fast = loader.accept(payload)
+    try:
+        slow = loader.schema.load(payload)
+    except ValidationError:
+        assert fast is None, payload
+        return
+    assert fast is None or fast == slow, (payload, fast, slow)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    valid=st.sampled_from(_VALID_EVENTS),
+    changes=st.lists(st.tuples(st.sampled_from(_EVENT_FIELDS), _odd), min_size=1, max_size=2),
+)
+def test_fast_path_agrees_with_the_schema_near_valid_events(
+    valid: tuple[str, dict[str, Any]], changes: list[tuple[str, Any]]
+) -> None:
+    # Valid events with one or two fields changed to odd values: at the edge of every check.
+    event, payload = valid
+    _agree(SCHEMAS[event], _changed(payload, changes))
+
+
+def test_fast_path_agrees_with_the_schema_for_every_single_change() -> None:
+    for event, valid in _VALID_EVENTS:
+        for path in _EVENT_FIELDS:
+            for value in _ODD_VALUES:
+                _agree(SCHEMAS[event], _changed(valid, [(path, value)]))
+
+
 def test_fast_path_takes_the_usual_messages() -> None:
     offer = SCHEMAS["offer"]
     candidate = SCHEMAS["ice-candidate"]
@@ -157,33 +245,33 @@ def test_fast_path_takes_the_usual_messages() -> None:
 
 # The same promise for the Ant Media commands a call sends by the dozen.
 AM_SCHEMAS = build_command_schemas(Limits(sdp_chars=1000, candidate_chars=200, metadata_bytes=100))
-_commands = st.fixed_dictionaries(
-    {},
-    optional={
-        "command": _value,
-        "streamId": _value,
-        "type": st.one_of(_value, st.sampled_from(["offer", "answer"])),
-        "sdp": _value,
-        "candidate": st.one_of(_value, st.just("c" * 201)),
-        "label": _value,
-        "id": st.one_of(_value, st.just("m" * 65)),
-        "token": _value,
-    },
-)
+# Valid commands with one or two fields changed to odd values (or removed): each example sits
+# near the edge of some check, where a fast path and its schema could disagree.
+_VALID_COMMANDS: list[tuple[str, dict[str, Any]]] = [
+    ("takeConfiguration", {"command": "takeConfiguration", "streamId": "s", "type": "offer", "sdp": "v=0"}),
+    ("takeCandidate", {"command": "takeCandidate", "streamId": "s", "label": 0, "candidate": "c:1"}),
+    ("takeCandidate", {"command": "takeCandidate", "streamId": "s", "id": "0", "candidate": "c:1"}),
+]
+_COMMAND_FIELDS = ["command", "streamId", "type", "sdp", "candidate", "label", "id", "token"]
 
 
 @settings(max_examples=3000, deadline=None)
-@given(command=st.sampled_from(["takeConfiguration", "takeCandidate"]), payload=_commands)
-def test_antmedia_fast_path_agrees_with_the_schema(command: str, payload: dict[str, Any]) -> None:
-    loader = AM_SCHEMAS[command]
-    assert isinstance(loader, FastPath)
-    fast = loader.accept(payload)
-    try:
-        slow = loader.schema.load(payload)
-    except ValidationError:
-        assert fast is None, payload
-        return
-    assert fast is None or fast == slow, (payload, fast, slow)
+@given(
+    valid=st.sampled_from(_VALID_COMMANDS),
+    changes=st.lists(st.tuples(st.sampled_from(_COMMAND_FIELDS), _odd), min_size=1, max_size=2),
+)
+def test_antmedia_fast_path_agrees_with_the_schema(
+    valid: tuple[str, dict[str, Any]], changes: list[tuple[str, Any]]
+) -> None:
+    command, payload = valid
+    _agree(AM_SCHEMAS[command], _changed(payload, changes))
+
+
+def test_antmedia_fast_path_agrees_with_the_schema_for_every_single_change() -> None:
+    for command, valid in _VALID_COMMANDS:
+        for path in _COMMAND_FIELDS:
+            for value in _ODD_VALUES:
+                _agree(AM_SCHEMAS[command], _changed(valid, [(path, value)]))
 
 
 def test_antmedia_fast_path_takes_the_usual_commands() -> None:
