@@ -77,13 +77,14 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             encoded = pkt.encode()
             writer.write(encoded, binary=isinstance(encoded, bytes))
 
-    async def send_message(self, text: str) -> None:
-        """Send one engine.io MESSAGE; on a WebSocket without building packet objects."""
+    async def send_message(self, data: bytes) -> None:
+        """Send one engine.io MESSAGE (`data`: UTF-8 text); on a WebSocket without building
+        packet objects or strings."""
         writer = self._writer
         if writer is None:
-            await self.send(packet.Packet(packet.MESSAGE, data=text))
+            await self.send(packet.Packet(packet.MESSAGE, data=data.decode()))
         elif not self.closed:
-            writer.write("4" + text)
+            writer.write(b"4" + data)
 
     async def poll(self) -> list[packet.Packet]:
         packets: list[packet.Packet] = await super().poll()

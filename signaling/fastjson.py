@@ -14,10 +14,15 @@ import orjson
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
+    return dumpb(obj).decode()
+
+
+def dumpb(obj: Any) -> bytes:
+    """UTF-8 JSON, for frames written without a round trip through str."""
     try:
-        return orjson.dumps(obj).decode()
+        return orjson.dumps(obj)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(obj, separators=(",", ":"))
+        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def loads(text: str | bytes, **kwargs: Any) -> Any:

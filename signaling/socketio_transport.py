@@ -128,7 +128,7 @@ class SocketIOSink:
         # One recipient, JSON only (all of it validated): the socket.io EVENT packet ("2" + JSON,
         # default namespace) goes straight to its engine.io session, skipping the room lookup and
         # the binary scan of a general emit.
-        await socket.send_message("2" + fastjson.dumps([event, payload]))
+        await socket.send_message(b"2" + fastjson.dumpb([event, payload]))
 
     async def evict(self, reason: str) -> None:
         # Cutting the connection makes socket.io clients reconnect by themselves.
