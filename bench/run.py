@@ -207,6 +207,7 @@ def run(quick: bool) -> dict[str, Any]:
     # comparison alternates the two servers over several rounds and reports the medians.
     rounds = 1 if quick else 3
     results["rounds"] = rounds
+    results["latency_rounds"] = latency_rounds = 1 if quick else 5
 
     def both(label: str, metric: str, unit: str, better: str, measure: Any) -> None:
         several([(label, metric, unit, better, None)], measure, rounds=1)
@@ -278,9 +279,11 @@ def run(quick: bool) -> dict[str, Any]:
         "this server": median(mine, "load_cores"),
         "Node socket.io relay": median(theirs, "load_cores"),
     }
+    # Tail latency at a low rate is mostly the machine's wake-up jitter: more rounds than above.
     several(
         [(f"latency at {size['rate']} msg/s, {q}", q, "ms", "lower", q) for q in ("p50", "p99", "max")],
         lambda s: load(s, "latency", *latency),
+        rounds=latency_rounds,
     )
     for clients in size["capacities"]:
         both(
@@ -357,8 +360,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cpu']}; Python {m['python']}, Node {m['node']}; {m['date']}"
         + (" (quick smoke run: numbers not meaningful)" if results["quick"] else ""),
-        "Load generator and servers share the machine; server CPU is read from /proc. Throughput and "
-        f"latency are medians of {results.get('rounds', 1)} rounds alternating the two servers.",
+        "Load generator and servers share the machine; server CPU is read from /proc. Figures are "
+        f"medians of {results.get('rounds', 1)} rounds ({results.get('latency_rounds', 1)} for latency) "
+        "that alternate the two servers.",
         "Load generator CPU during the throughput runs, in cores: "
         + ", ".join(f"{name} {share:.2f}" for name, share in results.get("load_generator_cores", {}).items())
         + ".",
