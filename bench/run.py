@@ -194,7 +194,7 @@ def capacity(server: Server, clients: int) -> dict[str, Any]:
 def run(quick: bool) -> dict[str, Any]:
     size = {
         "pairs": "10" if quick else "50",
-        "seconds": "2" if quick else "10",
+        "seconds": "2" if quick else "6",
         "latency_pairs": "5" if quick else "20",
         "rate": "100" if quick else "500",
         "calls": "10" if quick else "100",
@@ -203,40 +203,49 @@ def run(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"quick": quick, "machine": machine(), "rows": []}
     rows: list[dict[str, Any]] = results["rows"]
 
-    # This machine kind's speed drifts between runs (the same run varies by a third): each
-    # comparison alternates the two servers over several rounds and reports the medians.
-    rounds = 1 if quick else 3
+    # This machine kind's speed drifts from minute to minute (the same run varies by a third):
+    # each comparison alternates the two servers over several short rounds (see `several`).
+    rounds = 1 if quick else 7
     results["rounds"] = rounds
-    results["latency_rounds"] = latency_rounds = 1 if quick else 5
 
     def both(label: str, metric: str, unit: str, better: str, measure: Any) -> None:
         several([(label, metric, unit, better, None)], measure, rounds=1)
 
+    def pick(value: Any, key: str | None) -> Any:
+        return value if key is None else value[key]
+
     def median(values: list[Any], key: str | None) -> float:
-        return float(statistics.median(v if key is None else v[key] for v in values))
+        return float(statistics.median(pick(v, key) for v in values))
 
     def several(
         specs: list[tuple[str, str, str, str, str | None]], measure: Any, rounds: int = rounds
     ) -> tuple[list[Any], list[Any]]:
         """Measure both servers, alternating, `rounds` times; a row per spec, whose last field
-        picks a key of what `measure` returns (None: the value itself), as the median. Returns
-        the measurements."""
+        picks a key of what `measure` returns (None: the value itself). A row holds the medians,
+        and as its ratio the median of the rounds' ratios: each round compares two runs made
+        moments apart, which this machine's drifting speed affects alike. Returns the
+        measurements."""
         mine, theirs = [], []
         with start_ours() as ours, start_reference() as reference:
             for _ in range(rounds):
                 mine.append(measure(ours))
                 theirs.append(measure(reference))
         for label, metric, unit, better, key in specs:
-            rows.append(
-                {
-                    "label": label,
-                    "metric": metric,
-                    "unit": unit,
-                    "better": better,
-                    "ours": median(mine, key),
-                    "reference": median(theirs, key),
-                }
-            )
+            row = {
+                "label": label,
+                "metric": metric,
+                "unit": unit,
+                "better": better,
+                "ours": median(mine, key),
+                "reference": median(theirs, key),
+            }
+            paired = [
+                ratio({**row, "ours": pick(m, key), "reference": pick(t, key)})
+                for m, t in zip(mine, theirs, strict=True)
+            ]
+            if None not in paired:
+                row["ratio"] = float(statistics.median(paired))  # type: ignore[type-var]
+            rows.append(row)
         return mine, theirs
 
     # Half the cores for the load generator, half for the server under test.
@@ -279,11 +288,9 @@ def run(quick: bool) -> dict[str, Any]:
         "this server": median(mine, "load_cores"),
         "Node socket.io relay": median(theirs, "load_cores"),
     }
-    # Tail latency at a low rate is mostly the machine's wake-up jitter: more rounds than above.
     several(
         [(f"latency at {size['rate']} msg/s, {q}", q, "ms", "lower", q) for q in ("p50", "p99", "max")],
         lambda s: load(s, "latency", *latency),
-        rounds=latency_rounds,
     )
     for clients in size["capacities"]:
         both(
@@ -348,6 +355,8 @@ def fmt(value: float | None, unit: str) -> str:
 
 def ratio(row: dict[str, Any]) -> float | None:
     """How many times better this server is (above 1: better, below 1: worse)."""
+    if "ratio" in row:
+        return float(row["ratio"])
     if row["reference"] in (None, 0) or row["ours"] in (None, 0):
         return None
     if row["better"] == "higher":
@@ -360,9 +369,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cpu']}; Python {m['python']}, Node {m['node']}; {m['date']}"
         + (" (quick smoke run: numbers not meaningful)" if results["quick"] else ""),
-        "Load generator and servers share the machine; server CPU is read from /proc. Figures are "
-        f"medians of {results.get('rounds', 1)} rounds ({results.get('latency_rounds', 1)} for latency) "
-        "that alternate the two servers.",
+        "Load generator and servers share the machine; server CPU is read from /proc. Throughput and "
+        f"latency figures are medians of {results.get('rounds', 1)} rounds that alternate the two "
+        "servers; their ratio is the median of the rounds' ratios.",
         "Load generator CPU during the throughput runs, in cores: "
         + ", ".join(f"{name} {share:.2f}" for name, share in results.get("load_generator_cores", {}).items())
         + ".",
