@@ -82,6 +82,7 @@ def ours_env(port: int, **extra: str) -> dict[str, str]:
         "RATE_RELAY": "1000000/1000000",
         "RATE_CONTROL": "1000000/1000000",
         "MAX_CONNECTIONS_PER_IP": "1000000",
+        "MAX_PEER_UNREAD_BYTES": str(64 << 20),
         "ICE_SERVERS": "",
         **extra,
     }

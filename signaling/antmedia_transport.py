@@ -22,7 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from signaling.antmedia_schemas import build_command_schemas
 from signaling.auth import Action
 from signaling.errors import ErrorCode, SignalingError
-from signaling.frames import FrameWriter
+from signaling.frames import FrameWriter, close_websocket
 from signaling.guard import Guard, Session
 from signaling.hub import Hub
 from signaling.messages import (
@@ -194,7 +194,7 @@ class AntMediaPeer:
         self.session: Session | None = None
         self.ice_expires_at: float | None = None
         self._writer = FrameWriter(ws, transport, max_unread, f"peer={peer_id}")
-        self._closing: asyncio.Task[bool] | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def user(self) -> str:
@@ -212,9 +212,10 @@ class AntMediaPeer:
         """Write a command now, or close after what was written if it is CLOSE."""
         if command is CLOSE:
             if self._closing is None and not self.ws.closed:
-                self._closing = asyncio.get_running_loop().create_task(
-                    self.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"state lost; reconnect")
+                closing = close_websocket(
+                    self.ws, self._writer.transport, WSCloseCode.SERVICE_RESTART, b"state lost; reconnect"
                 )
+                self._closing = asyncio.get_running_loop().create_task(closing)
         elif self._closing is None:
             self._writer.write(orjson.dumps(command))
 

@@ -10,21 +10,15 @@ called (see signaling.frames for the cap on what a client leaves unread).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSMsgType, web
-from engineio import async_socket, packet
+from engineio import async_socket, exceptions, packet
 
-from signaling.frames import FrameWriter
+from signaling.frames import FrameWriter, close_websocket
 
 log = logging.getLogger("signaling.engineio")
-
-# How long a server-side close waits for the client's half of the WebSocket closing handshake.
-CLOSE_TIMEOUT = 5.0
 
 
 class DirectWebSocket:
@@ -49,27 +43,29 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     """An engine.io session; `adopt` turns the sessions engine.io creates into this class."""
 
     connected: bool  # engine.io's own state, declared for the type checker
-    max_unread: int = 1 << 20  # bytes; set by `adopt`
+    max_unread: int  # bytes; set by `adopt`
+    # Per-session state beyond engine.io's, all with class-level defaults: no constructor needed.
     _writer: FrameWriter | None = None
     _response: web.WebSocketResponse | None = None
     _closer: asyncio.Task[Any] | None = None
-    _queued: int = 0  # bytes waiting in engine.io's queue for a long-polling client
+    _queued: int = 0  # characters waiting in engine.io's queue for a long-polling client
     _cutting: asyncio.Task[Any] | None = None
 
     @classmethod
     def adopt(cls, socket: async_socket.AsyncSocket, max_unread: int) -> DirectSocket:
-        # engine.io constructs its sockets itself, with no hook for a subclass; this subclass adds
-        # behaviour only (no constructor state), so switching the class right after creation is safe.
+        # engine.io constructs its sockets itself, with no hook for a subclass. This subclass has
+        # no constructor of its own (its extra fields default at class level), so switching the
+        # class of a session right after engine.io created it is safe.
         socket.__class__ = cls
         socket.max_unread = max_unread
-        return socket  # type: ignore[no-any-return]
+        return cast(DirectSocket, socket)
 
     async def send(self, pkt: packet.Packet) -> None:
         writer = self._writer
         if writer is None:
             # Long-polling, or the WebSocket is not ready yet: engine.io's queue, drained by polls.
             self._queued += len(pkt.data) if isinstance(pkt.data, str | bytes) else 0
-            if self._queued > self.max_unread and not self.upgrading:
+            if self._queued > self.max_unread:
                 self.cut_off(f"more than {self.max_unread} bytes unpolled")
                 return
             await super().send(pkt)
@@ -101,26 +97,32 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self._writer.abort()
         closing = self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
         self._cutting = asyncio.get_running_loop().create_task(closing)
+        if self._writer is None:
+            self.queue.put_nowait(None)  # answers a pending long-poll now, not at its timeout
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         await super().close(wait=wait, abort=abort, reason=reason)
-        response = self._response
+        response, writer = self._response, self._writer
         if self.closed and response is not None and not response.closed and self._closer is None:
-            # In the background: the closing handshake waits for the client, and close() may be
-            # called while handling another client's message.
-            self._closer = asyncio.get_running_loop().create_task(response.close())
+            # In the background: close() may be called while handling another client's message.
+            transport = writer.transport if writer is not None else None
+            self._closer = asyncio.get_running_loop().create_task(close_websocket(response, transport))
 
     async def _websocket_handler(self, ws: DirectWebSocket) -> None:
         response, request = ws.response, ws.request
         assert response is not None and request is not None
-        if self.connected and not await self._finish_upgrade(response):
-            return  # a long-polling session failed to upgrade
+        if self.connected:  # a long-polling session upgrading
+            if self.upgrading or not await self._finish_upgrade(response):
+                return  # a second concurrent upgrade, or one that failed
+            if self.closed:  # timed out (or was closed) while upgrading
+                await close_websocket(response, request.transport)
+                return
         self.connected = True
         self.upgraded = True
         self._response = response
         self._writer = FrameWriter(response, request.transport, self.max_unread, f"eio_sid={self.sid}")
         self._flush_queue()
-        on_message = self._message_handler()
+        on_message = self.server.handlers["message"]  # python-socketio's: a coroutine, run inline
         try:
             while True:
                 message = await response.receive()
@@ -128,7 +130,10 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                     data: Any = message.data
                     if data[:1] == "4":
                         # A MESSAGE, nearly all a client sends: straight to the application.
-                        await on_message(data[1:])
+                        try:
+                            await on_message(self.sid, data[1:])
+                        except Exception:
+                            log.exception("eio_sid=%s message handler failed", self.sid)
                         continue
                 elif message.type is WSMsgType.BINARY:
                     data = message.data
@@ -136,59 +141,40 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                     break  # closed, closing or failed
                 try:
                     pkt = packet.Packet(encoded_packet=data)
-                except (ValueError, IndexError):
+                except Exception:  # the decoder raises whatever the input provokes
                     log.warning("eio_sid=%s sent a malformed engine.io packet; closing", self.sid)
                     break
+                if not 0 <= pkt.packet_type < len(packet.packet_names):
+                    continue  # engine.io's receive() would fail logging its name; unknown: ignored
                 try:
                     await self.receive(pkt)
+                except exceptions.UnknownPacketError:
+                    pass  # ignored, as engine.io does
+                except exceptions.SocketIsClosedError:
+                    break
                 except Exception:
                     log.exception("eio_sid=%s engine.io packet failed", self.sid)
         finally:
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-            await self._await_closer(request)
-
-    def _message_handler(self) -> Callable[[Any], Awaitable[None]]:
-        """How a MESSAGE reaches the application: engine.io's general event dispatch costs a
-        closure and an introspection per message, so a coroutine handler run inline (how
-        python-socketio sets up engine.io) is called directly."""
-        handler = self.server.handlers.get("message")
-        if not inspect.iscoroutinefunction(handler) or self.server.async_handlers:
-
-            async def general(data: Any) -> None:
-                await self.server._trigger_event(
-                    "message", self.sid, data, run_async=self.server.async_handlers
-                )
-
-            return general
-
-        async def direct(data: Any) -> None:
-            try:
-                await handler(self.sid, data)
-            except Exception:
-                log.exception("eio_sid=%s message handler failed", self.sid)
-
-        return direct
-
-    async def _await_closer(self, request: web.Request) -> None:
-        closer = self._closer
-        if closer is None:
-            return
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            await asyncio.wait_for(asyncio.shield(closer), CLOSE_TIMEOUT)
-        if not closer.done() and request.transport is not None:
-            request.transport.abort()  # the client never finished closing; its close() ends now
+            if self._closer is not None:
+                await self._closer
 
     async def _finish_upgrade(self, response: web.WebSocketResponse) -> bool:
-        """The polling-to-WebSocket upgrade: "2probe", "3probe", then UPGRADE ("5")."""
-        self.upgrading = True  # packets sent meanwhile wait in the queue, flushed once upgraded
+        """The polling-to-WebSocket upgrade: "2probe", "3probe", then UPGRADE ("5"), within the
+        ping timeout (meanwhile packets wait in the queue, capped, and are flushed once upgraded)."""
+        self.upgrading = True
         try:
-            probe = await response.receive()
-            if probe.type is not WSMsgType.TEXT or probe.data != "2probe":
-                return False
-            await response.send_str(packet.Packet(packet.PONG, data="probe").encode())
-            await self.queue.put(packet.Packet(packet.NOOP))  # ends the pending long-poll
-            upgrade = await response.receive()
-            return upgrade.type is WSMsgType.TEXT and upgrade.data == "5"
+            async with asyncio.timeout(self.server.ping_timeout):
+                probe = await response.receive()
+                if probe.type is not WSMsgType.TEXT or probe.data != "2probe":
+                    return False
+                await response.send_str(packet.Packet(packet.PONG, data="probe").encode())
+                await self.queue.put(packet.Packet(packet.NOOP))  # ends the pending long-poll
+                upgrade = await response.receive()
+                return upgrade.type is WSMsgType.TEXT and upgrade.data == "5"
+        except TimeoutError:
+            log.warning("eio_sid=%s did not finish its upgrade to WebSocket in time", self.sid)
+            return False
         finally:
             self.upgrading = False
 

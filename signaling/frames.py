@@ -2,7 +2,8 @@
 
 aiohttp's `send_str` waits for the connection to drain once its buffer is full; a relay must not
 wait on its slowest recipient. Writing frames directly, in the order they are sent, keeps a sender
-from ever waiting for a recipient, and a recipient whose unread bytes pass the cap is cut off.
+from ever waiting for a recipient, and a recipient whose unread bytes pass the cap is cut off. (The
+cap counts what waits in this process's send buffer, beyond what the kernel's socket buffers took.)
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import asyncio
 import logging
 import struct
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 log = logging.getLogger("signaling.frames")
+
+# How long a server-side close waits for the client's half of the closing handshake.
+CLOSE_TIMEOUT = 5.0
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
@@ -49,10 +53,8 @@ class FrameWriter:
         self._who = who
 
     @property
-    def unread(self) -> int:
-        """Bytes written and not yet taken by the client's connection."""
-        transport = self._transport
-        return 0 if transport is None else int(transport.get_write_buffer_size())
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -74,3 +76,20 @@ class FrameWriter:
             payload = payload.encode()
         transport.write(frame(payload, _FIN_BINARY if binary else _FIN_TEXT))
         return True
+
+
+async def close_websocket(
+    response: web.WebSocketResponse,
+    transport: asyncio.Transport | None,
+    code: int = WSCloseCode.OK,
+    message: bytes = b"",
+) -> None:
+    """Close after what was written, never waiting on a client that does not read: the close frame
+    is queued without draining, and a client that has not finished the closing handshake within
+    CLOSE_TIMEOUT is cut off."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await response.close(code=code, message=message, drain=False)
+    except (TimeoutError, ConnectionError):
+        if transport is not None:
+            transport.abort()

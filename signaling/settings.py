@@ -160,7 +160,7 @@ OPTIONS: tuple[Option, ...] = (
         "max_unread_bytes",
         "MAX_PEER_UNREAD_BYTES",
         _positive_int,
-        "bytes sent to a client that it has not read yet before it is disconnected",
+        "bytes waiting in the send buffer of a client that does not read, before it is disconnected",
     ),
     Option(
         "rate_relay",

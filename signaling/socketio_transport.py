@@ -147,7 +147,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
     Handling each event before reading the next one from that client keeps its messages in order.
     """
 
-    def __init__(self, dispatch: Dispatch | None = None, max_unread: int = 1 << 20, **kwargs: Any) -> None:
+    def __init__(self, *, max_unread: int, dispatch: Dispatch | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # engine.io's sessions become DirectSockets (see _handle_eio_connect), served by this driver.
         self.eio._async = {**self.eio._async, "websocket": DirectWebSocket}

@@ -45,4 +45,11 @@ MESSAGES: list[Outbound] = [
 
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
 def test_every_message_round_trips(message: Outbound) -> None:
-    assert codec.decode(codec.encode("peer-1", message)) == ("peer-1", message)
+    peer, decoded = codec.decode(codec.encode("peer-1", message))
+    assert (peer, decoded) == ("peer-1", message)
+    # NamedTuples of equal fields compare equal across types: the types must match as well.
+    assert type(decoded) is type(message)
+    if isinstance(message, Relayed):
+        assert isinstance(decoded, Relayed)
+        assert type(decoded.signal) is type(message.signal)
+        assert type(decoded.route) is type(message.route)

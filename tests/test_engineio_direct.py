@@ -4,10 +4,13 @@ from long-polling, ping timeouts, server-side closes, cut-offs and frames of eve
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
+import pytest
 from aiohttp import WSMsgType, web
 
+from signaling import frames
 from signaling.engineio_direct import DirectSocket
 from signaling.frames import FrameWriter
 from tests.conftest import RunningServer, StartServer
@@ -91,14 +94,81 @@ async def test_client_that_stops_answering_pings_is_closed_and_leaves(start_serv
     await wait_for(lambda: not running.store._peer_rooms, "the silent client to leave its room")
 
 
-async def test_server_side_disconnect_closes_the_websocket(
-    server: RunningServer, connect: ConnectPeer
-) -> None:
+async def test_server_side_close_closes_the_websocket(server: RunningServer, connect: ConnectPeer) -> None:
     alice = await connect()
     await alice.join("bye")
-    await server.sio.disconnect(alice.sio.get_sid())
+    # engine.io's own close (what ping timeouts and shutdown use), not a socket.io DISCONNECT.
+    await server.sio.eio.disconnect(server.sio.manager.eio_sid_from_sid(alice.sio.get_sid(), "/"))
     await wait_for(lambda: not alice.sio.connected, "the client to see its connection closed")
     await wait_for(lambda: not server.store._peer_rooms, "the room to empty")
+
+
+async def test_server_side_close_does_not_wait_on_a_client_that_does_not_read(
+    server: RunningServer, connect: ConnectPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(frames, "CLOSE_TIMEOUT", 0.5)
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        assert (await ws.receive(timeout=5)).data.startswith("0{")
+        await ws.send_str("40")
+        assert (await ws.receive(timeout=5)).data.startswith("40")
+        await ws.send_str('420["join",{"room":"stuck"}]')
+        assert '"ok":true' in (await ws.receive(timeout=5)).data
+        sender = await connect()
+        target = (await sender.join("stuck"))["peers"][0]["peerId"]
+        # Fill the silent client's buffers past the transport's high-water mark (where a draining
+        # close would wait forever), though not past the cut-off; then close it server-side.
+        for _ in range(10_000):
+            if stalled := _stalled(server, more_than=256 * 1024):
+                break
+            await sender.offer(target, BIG_SDP)
+        eio_sid, transport = stalled[0]
+        await server.sio.eio.disconnect(eio_sid)
+        # The close gives up on the closing handshake after CLOSE_TIMEOUT and cuts the connection.
+        await wait_for(transport.is_closing, "the silent client's connection to be cut", seconds=5)
+
+
+def _stalled(server: RunningServer, more_than: int) -> list[tuple[str, asyncio.Transport]]:
+    """(eio_sid, transport) of each session with that many bytes in the server's send buffer."""
+    stalled = []
+    for sid, socket in server.sio.eio.sockets.items():
+        transport = socket._writer.transport if isinstance(socket, DirectSocket) and socket._writer else None
+        if transport is not None and transport.get_write_buffer_size() > more_than:
+            stalled.append((sid, transport))
+    return stalled
+
+
+async def test_a_stalled_upgrade_times_out(start_server: StartServer) -> None:
+    running = await start_server(ping_interval=0.3, ping_timeout=0.5)
+    base = f"{running.url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as response:
+            eio_sid = (await response.text()).split('"sid":"')[1].split('"')[0]
+        url = running.url.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&sid={eio_sid}"
+        async with http.ws_connect(url) as ws:
+            # Never sends the "2probe": the server gives up instead of holding the session open.
+            message = await ws.receive(timeout=10)
+            assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED), message
+        await wait_for(lambda: eio_sid not in running.sio.eio.sockets, "the session to end")
+
+
+@pytest.mark.parametrize("packet", ["6", "9", "2", "3" + "[" * 5000, "b"])
+async def test_odd_engineio_packets_neither_crash_nor_flood_the_log(
+    server: RunningServer, connect: ConnectPeer, packet: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        assert (await ws.receive(timeout=5)).data.startswith("0{")
+        with caplog.at_level(logging.WARNING):
+            await ws.send_str(packet)
+            await ws.send_str("40")
+            while True:  # connected afterwards, or closed for a malformed packet; never a crash
+                message = await ws.receive(timeout=5)
+                if message.type is not WSMsgType.TEXT or message.data.startswith("40"):
+                    break
+    assert all(r.exc_info is None for r in caplog.records)
+    alice = await connect()
+    await alice.join("still-fine")
 
 
 async def test_long_polling_peer_that_stops_polling_is_dropped(
