@@ -2,8 +2,11 @@
 //
 //   node load.mjs <scenario> --url http://127.0.0.1:5080 [--protocol socketio|antmedia]
 //        [--url2 http://...  (peers' partners on a second node)] [--pairs N] [--seconds S]
-//        [--rate R] [--clients K] [--calls M] [--procs P]
+//        [--rate R] [--clients K] [--calls M] [--procs P] [--gated 1]
 //
+// --gated 1 (throughput): print {"ready": pairs} once all pairs have joined, start sending only
+// when a line arrives on stdin, and print the result before closing the connections, so that
+// whoever drives it can measure the servers over the relaying alone.
 // --procs P splits throughput and latency runs over P processes (pairs and rate divided among
 // them, results merged), so the generator can use as many cores as a machine offers.
 //
@@ -158,9 +161,21 @@ async function makePairs(count, tag) {
 const body = (kind) => stamp(kind === "candidate" ? CANDIDATE : SDP);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// With --gated: say so once ready, then wait for the go (a line on stdin).
+async function gate(ready) {
+  if (!args.gated) return;
+  process.stdout.write(`${JSON.stringify({ ready })}\n`);
+  await new Promise((resolve) => {
+    process.stdin.once("data", resolve);
+    process.stdin.resume();
+  });
+  process.stdin.pause();
+}
+
 async function throughput() {
   const pairs = await makePairs(Number(args.pairs ?? 50), "tp");
   const seconds = Number(args.seconds ?? 10);
+  await gate(pairs.length);
   let received = 0;
   let running = true;
   for (const { a, b } of pairs) {
@@ -245,19 +260,36 @@ async function setup() {
 }
 
 // Runs this scenario in `procs` child processes, each with its share, and merges what they find.
+// Children of a gated run are gated too: the parent is ready when all are, and passes the go on.
 async function split(procs) {
   const share = { ...args, child: "1", procs: "1" };
   if (args.pairs) share.pairs = String(Math.ceil(Number(args.pairs) / procs));
   if (args.rate) share.rate = String(Number(args.rate) / procs);
   const flags = Object.entries(share).filter(([k]) => k !== "_").flatMap(([k, v]) => [`--${k}`, v]);
-  const outputs = await Promise.all(
-    Array.from({ length: procs }, () => new Promise((resolve, reject) => {
-      const child = fork(new URL(import.meta.url).pathname, [scenario, ...flags], { silent: true });
-      let out = "";
-      child.stdout.on("data", (chunk) => (out += chunk));
-      child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1))) : reject(new Error(`child exited ${code}`))));
-    })),
+  const children = Array.from({ length: procs }, () =>
+    fork(new URL(import.meta.url).pathname, [scenario, ...flags], { silent: true }),
   );
+  const lines = children.map((child) => {
+    const waiting = [];
+    let buffered = "";
+    child.stdout.on("data", (chunk) => {
+      buffered += chunk;
+      let end;
+      while ((end = buffered.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buffered.slice(0, end));
+        buffered = buffered.slice(end + 1);
+        waiting.shift()?.resolve(line);
+      }
+    });
+    child.on("exit", (code) => code !== 0 && waiting.forEach((w) => w.reject(new Error(`child exited ${code}`))));
+    return () => new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+  });
+  if (args.gated) {
+    const ready = await Promise.all(lines.map((next) => next()));
+    await gate(ready.reduce((sum, r) => sum + r.ready, 0));
+    children.forEach((child) => child.stdin.write("go\n"));
+  }
+  const outputs = await Promise.all(lines.map((next) => next()));
   if (scenario === "throughput") {
     const messages = outputs.reduce((sum, o) => sum + o.messages, 0);
     const seconds = Math.max(...outputs.map((o) => o.seconds));
@@ -270,10 +302,12 @@ async function split(procs) {
 const scenarios = { throughput, latency, capacity, setup };
 const procs = Number(args.procs ?? 1);
 const result = procs > 1 && ["throughput", "latency"].includes(scenario) ? await split(procs) : await scenarios[scenario]();
-for (const { a, b } of result.close ?? []) {
-  a.close();
-  b.close();
-}
-delete result.close;
-process.stdout.write(`${JSON.stringify({ scenario, protocol, ...result })}\n`);
-process.exit(0);
+const { close = [], ...report } = result;
+// Reported before the connections close, so that a gated run's window ends here.
+process.stdout.write(`${JSON.stringify({ scenario, protocol, ...report })}\n`, () => {
+  for (const { a, b } of close) {
+    a.close();
+    b.close();
+  }
+  setTimeout(() => process.exit(0), 200);
+});
