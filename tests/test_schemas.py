@@ -158,6 +158,8 @@ def test_fast_path_agrees_with_the_schema(event: str, payload: dict[str, Any]) -
     assert fast is None or fast == slow, (payload, fast, slow)
 
 
+# Valid messages with one or two fields changed to odd values (or removed): each sits at the
+# edge of some check, where a fast path and its schema could disagree.
 # (event, a payload it accepts); the candidates name their m-line one way each, so that one
 # change can break the m-line rule.
 _VALID_EVENTS: list[tuple[str, dict[str, Any]]] = [
@@ -183,6 +185,21 @@ _EVENT_FIELDS = [
     "candidate.sdpMLineIndex",
     "candidate.usernameFragment",
     "candidate.x",
+]
+
+
+# The same for the Ant Media commands a call sends by the dozen.
+AM_SCHEMAS = build_command_schemas(Limits(sdp_chars=1000, candidate_chars=200, metadata_bytes=100))
+_VALID_COMMANDS: list[tuple[str, dict[str, Any]]] = [
+    ("takeConfiguration", {"command": "takeConfiguration", "streamId": "s", "type": "offer", "sdp": "v=0"}),
+    ("takeCandidate", {"command": "takeCandidate", "streamId": "s", "label": 0, "candidate": "c:1"}),
+    ("takeCandidate", {"command": "takeCandidate", "streamId": "s", "id": "0", "candidate": "c:1"}),
+]
+_COMMAND_FIELDS = ["command", "streamId", "type", "sdp", "candidate", "label", "id", "token"]
+# (fast path, a message it accepts, the fields to change)
+_NEAR_VALID = [
+    *((SCHEMAS[event], payload, _EVENT_FIELDS) for event, payload in _VALID_EVENTS),
+    *((AM_SCHEMAS[command], payload, _COMMAND_FIELDS) for command, payload in _VALID_COMMANDS),
 ]
 
 
@@ -215,23 +232,18 @@ def _agree(loader: Any, payload: dict[str, Any]) -> None:
 
 
 @settings(max_examples=3000, deadline=None)
-@given(
-    valid=st.sampled_from(_VALID_EVENTS),
-    changes=st.lists(st.tuples(st.sampled_from(_EVENT_FIELDS), _odd), min_size=1, max_size=2),
-)
-def test_fast_path_agrees_with_the_schema_near_valid_events(
-    valid: tuple[str, dict[str, Any]], changes: list[tuple[str, Any]]
-) -> None:
-    # Valid events with one or two fields changed to odd values: at the edge of every check.
-    event, payload = valid
-    _agree(SCHEMAS[event], _changed(payload, changes))
+@given(data=st.data())
+def test_fast_paths_agree_with_their_schemas_near_valid_messages(data: st.DataObject) -> None:
+    loader, payload, fields = data.draw(st.sampled_from(_NEAR_VALID))
+    changes = data.draw(st.lists(st.tuples(st.sampled_from(fields), _odd), min_size=1, max_size=2))
+    _agree(loader, _changed(payload, changes))
 
 
-def test_fast_path_agrees_with_the_schema_for_every_single_change() -> None:
-    for event, valid in _VALID_EVENTS:
-        for path in _EVENT_FIELDS:
+def test_fast_paths_agree_with_their_schemas_for_every_single_change() -> None:
+    for loader, payload, fields in _NEAR_VALID:
+        for path in fields:
             for value in _ODD_VALUES:
-                _agree(SCHEMAS[event], _changed(valid, [(path, value)]))
+                _agree(loader, _changed(payload, [(path, value)]))
 
 
 def test_fast_path_takes_the_usual_messages() -> None:
@@ -241,37 +253,6 @@ def test_fast_path_takes_the_usual_messages() -> None:
     assert offer.accept({"target": "p", "sdp": SDP_OFFER[:900]}) is not None
     assert candidate.accept({"target": "p", "candidate": CANDIDATE}) is not None
     assert candidate.accept({"target": "p", "candidate": None}) is not None
-
-
-# The same promise for the Ant Media commands a call sends by the dozen.
-AM_SCHEMAS = build_command_schemas(Limits(sdp_chars=1000, candidate_chars=200, metadata_bytes=100))
-# Valid commands with one or two fields changed to odd values (or removed): each example sits
-# near the edge of some check, where a fast path and its schema could disagree.
-_VALID_COMMANDS: list[tuple[str, dict[str, Any]]] = [
-    ("takeConfiguration", {"command": "takeConfiguration", "streamId": "s", "type": "offer", "sdp": "v=0"}),
-    ("takeCandidate", {"command": "takeCandidate", "streamId": "s", "label": 0, "candidate": "c:1"}),
-    ("takeCandidate", {"command": "takeCandidate", "streamId": "s", "id": "0", "candidate": "c:1"}),
-]
-_COMMAND_FIELDS = ["command", "streamId", "type", "sdp", "candidate", "label", "id", "token"]
-
-
-@settings(max_examples=3000, deadline=None)
-@given(
-    valid=st.sampled_from(_VALID_COMMANDS),
-    changes=st.lists(st.tuples(st.sampled_from(_COMMAND_FIELDS), _odd), min_size=1, max_size=2),
-)
-def test_antmedia_fast_path_agrees_with_the_schema(
-    valid: tuple[str, dict[str, Any]], changes: list[tuple[str, Any]]
-) -> None:
-    command, payload = valid
-    _agree(AM_SCHEMAS[command], _changed(payload, changes))
-
-
-def test_antmedia_fast_path_agrees_with_the_schema_for_every_single_change() -> None:
-    for command, valid in _VALID_COMMANDS:
-        for path in _COMMAND_FIELDS:
-            for value in _ODD_VALUES:
-                _agree(AM_SCHEMAS[command], _changed(valid, [(path, value)]))
 
 
 def test_antmedia_fast_path_takes_the_usual_commands() -> None:
