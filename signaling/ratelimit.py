@@ -32,22 +32,27 @@ class RateLimits:
     strikes: int = 50
 
 
-@dataclass
+# Slotted: a bucket is consulted for every message a client sends.
+@dataclass(slots=True)
 class TokenBucket:
     rate: Rate
     tokens: float
     updated: float
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.rate.burst, self.tokens + (now - self.updated) * self.rate.per_second)
+        rate = self.rate
+        tokens = self.tokens + (now - self.updated) * rate.per_second
+        if tokens > rate.burst:
+            tokens = rate.burst
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if tokens >= 1:
+            self.tokens = tokens - 1
             return True
+        self.tokens = tokens
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionLimiter:
     """The buckets of one connection."""
 
