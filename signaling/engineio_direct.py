@@ -70,8 +70,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                 return
             await super().send(pkt)
         elif await self.check_ping_timeout():
-            encoded = pkt.encode()
-            writer.write(encoded, binary=isinstance(encoded, bytes))
+            self._write_packet(writer, pkt)
 
     async def send_message(self, data: bytes) -> None:
         """Send one engine.io MESSAGE (`data`: UTF-8 text); on a WebSocket without building
@@ -184,5 +183,9 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             pkt = self.queue.get_nowait()
             self.queue.task_done()
             if pkt is not None:
-                encoded = pkt.encode()
-                self._writer.write(encoded, binary=isinstance(encoded, bytes))
+                self._write_packet(self._writer, pkt)
+
+    @staticmethod
+    def _write_packet(writer: FrameWriter, pkt: packet.Packet) -> None:
+        encoded = pkt.encode()  # str, or bytes for a binary MESSAGE
+        writer.write(encoded, binary=isinstance(encoded, bytes))
