@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from tests.redis_support import RedisServer, free_port
+from tests.helpers import free_port
+from tests.redis_support import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE_SECONDS = 1.5

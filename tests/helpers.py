@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 
 from signaling.client import SignalingClient
 
 ConnectPeer = Callable[..., Awaitable[SignalingClient]]
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a server process a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def joined_pair(connect: ConnectPeer, room: str = "pair") -> tuple[SignalingClient, SignalingClient]:

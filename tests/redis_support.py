@@ -15,11 +15,7 @@ from dataclasses import dataclass
 import pytest
 import redis.asyncio as redis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import free_port
 
 
 @dataclass

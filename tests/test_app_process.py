@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,15 +12,9 @@ import aiohttp
 import pytest
 
 from signaling.client import SignalingClient
-from tests.helpers import SDP_OFFER
+from tests.helpers import SDP_OFFER, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_healthy(url: str, process: asyncio.subprocess.Process) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.redis_support import free_port
+from tests.helpers import free_port
 
 TURN_SECRET = "coturn-shared-secret-for-tests"
 
