@@ -46,8 +46,9 @@ class AdminApi:
         async def check(request: web.Request) -> web.StreamResponse:
             if not self._token:
                 return _error(403, "admin_disabled", "the admin API is off: set ADMIN_TOKEN to turn it on")
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+            # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent.
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, f"Bearer {self._token}".encode()):
                 return _error(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>")
             try:
                 return await handler(request)

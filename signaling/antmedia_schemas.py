@@ -19,6 +19,7 @@ from signaling.schemas import (
     Limits,
     Loader,
     StrictString,
+    is_text,
     require_mline,
     room_field,
     stream_id_field,
@@ -45,7 +46,7 @@ def _configuration_check(max_sdp: int) -> Callable[[dict[str, Any]], dict[str, A
         stream, kind, sdp = command.get("streamId"), command.get("type"), command.get("sdp")
         if type(stream) is not str or not ROOM_PATTERN.match(stream) or kind not in ("offer", "answer"):
             return None
-        if type(sdp) is not str or not 1 <= len(sdp) <= max_sdp:
+        if type(sdp) is not str or not 1 <= len(sdp) <= max_sdp or not is_text(sdp):
             return None
         return {"streamId": stream, "type": kind, "sdp": sdp}
 
@@ -58,11 +59,11 @@ def _candidate_check(max_chars: int) -> Callable[[dict[str, Any]], dict[str, Any
         label, mid = command.get("label"), command.get("id")
         if type(stream) is not str or not ROOM_PATTERN.match(stream):
             return None
-        if type(text) is not str or len(text) > max_chars:
+        if type(text) is not str or len(text) > max_chars or not is_text(text):
             return None
         if label is not None and (type(label) is not int or not 0 <= label <= 65535):
             return None
-        if mid is not None and (type(mid) is not str or len(mid) > 64):
+        if mid is not None and (type(mid) is not str or len(mid) > 64 or not is_text(mid)):
             return None
         if text and label is None and mid is None:
             return None

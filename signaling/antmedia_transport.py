@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -169,8 +169,20 @@ class Membership:
     stream_id: str | None = None
 
 
-# Written after the last message to a peer that is being sent away: the connection closes there.
-CLOSE: Message = {}
+@dataclass(frozen=True)
+class Close:
+    """Written after the last message to a peer that is being sent away: the connection closes
+    there, with this WebSocket close code and reason."""
+
+    code: int
+    reason: bytes
+
+
+# The node is going away or lost its state: come back (Ant Media's SDK reconnects on any close).
+CLOSE_RECONNECT = Close(WSCloseCode.SERVICE_RESTART, b"state lost; reconnect")
+# Sent away for what it did (flooding, a kick): the code says not to come straight back.
+CLOSE_POLICY = Close(WSCloseCode.POLICY_VIOLATION, b"policy violation")
+Command = Message | Close
 
 
 class AntMediaPeer:
@@ -204,17 +216,20 @@ class AntMediaPeer:
         membership = self.rooms.get(room)
         return None if membership is None else membership.mode
 
+    @property
+    def closing(self) -> bool:
+        """Being sent away (or gone): what it sends from now on is not handled."""
+        return self._closing is not None or self.ws.closed
+
     async def send(self, message: Outbound) -> None:
         for command in RENDERERS[type(message)](self, message):
             self.write(command)
 
-    def write(self, command: Message) -> None:
-        """Write a command now, or close after what was written if it is CLOSE."""
-        if command is CLOSE:
-            if self._closing is None and not self.ws.closed:
-                closing = close_websocket(
-                    self.ws, self._writer.transport, WSCloseCode.SERVICE_RESTART, b"state lost; reconnect"
-                )
+    def write(self, command: Command) -> None:
+        """Write a command now, or close after what was written if it is a Close."""
+        if isinstance(command, Close):
+            if not self.closing:
+                closing = close_websocket(self.ws, self._writer.transport, command.code, command.reason)
                 self._closing = asyncio.get_running_loop().create_task(closing)
         elif self._closing is None:
             self._writer.write(orjson.dumps(command))
@@ -222,8 +237,7 @@ class AntMediaPeer:
     async def reply(self, command: Message) -> None:
         """Write a reply to this peer's own command; waits while the client has not read earlier
         ones, so a client sending faster than it reads slows its own loop and nobody else."""
-        if command is CLOSE or self._closing is not None or self.ws.closed:
-            self.write(command)
+        if self.closing:
             return
         with contextlib.suppress(ConnectionError):
             await self.ws.send_frame(orjson.dumps(command), WSMsgType.TEXT)
@@ -231,7 +245,7 @@ class AntMediaPeer:
     async def evict(self, reason: str) -> None:
         # Ant Media's SDK reconnects when told the server is going away.
         self.write(notification("server_will_stop", message=reason))
-        self.write(CLOSE)
+        self.write(CLOSE_RECONNECT)
 
     async def close(self) -> None:
         """Called once the connection is gone: lets a close that was started finish."""
@@ -319,11 +333,11 @@ def _render_stream_ended(peer: AntMediaPeer, message: StreamEnded) -> list[Messa
     ]
 
 
-def _render_kicked(peer: AntMediaPeer, message: Kicked) -> list[Message]:
-    return [notification("kicked", reason=message.reason), CLOSE]
+def _render_kicked(peer: AntMediaPeer, message: Kicked) -> list[Command]:
+    return [notification("kicked", reason=message.reason), CLOSE_POLICY]
 
 
-RENDERERS: dict[type, Callable[[AntMediaPeer, Any], list[Message]]] = {
+RENDERERS: dict[type, Callable[[AntMediaPeer, Any], Sequence[Command]]] = {
     Kicked: _render_kicked,
     Relayed: _render_relayed,
     PeerJoined: _render_peer_joined,
@@ -384,21 +398,26 @@ class AntMediaTransport:
         address = request.remote or "unknown"
         origin = request.headers.get("Origin")
         if origin and self._allowed_origins != "*" and origin not in self._allowed_origins:
-            log.warning("connection from %s refused: origin %s not allowed", address, origin)
+            log.warning(
+                "connection from %s refused: origin %s not allowed",
+                address,
+                origin,
+                extra={"code": "forbidden"},
+            )
             return web.json_response(
                 {"code": "forbidden", "message": f"origin {origin} is not allowed"}, status=403
             )
         try:
             self._guard.reserve(address, "antmedia")
         except SignalingError as error:
-            log.warning("connection from %s refused: %s", address, error.message)
+            log.warning("connection from %s refused: %s", address, error.message, extra={"code": error.code})
             return web.json_response(error.to_dict(), status=429)
         try:
             # The SDKs may put the token on the URL; each command may also carry one.
             session = self._guard.open(address, "antmedia", request.query.get("token"))
         except SignalingError as error:
             self._guard.release(address)
-            log.warning("connection from %s refused: %s", address, error.message)
+            log.warning("connection from %s refused: %s", address, error.message, extra={"code": error.code})
             return web.json_response(error.to_dict(), status=401)
         try:
             return await self._serve(request, session)
@@ -425,6 +444,8 @@ class AntMediaTransport:
         self._hub.connect(peer.peer_id, peer)
         try:
             async for frame in ws:
+                if peer.closing:
+                    break  # sent away: frames it had sent meanwhile are not handled
                 if frame.type == WSMsgType.TEXT:
                     replies = await self.dispatch(peer, frame.data, session)
                 else:
@@ -500,7 +521,7 @@ class AntMediaTransport:
         except SignalingError:
             if session.limiter.flooding:
                 log.warning("peer=%s dropped: kept flooding after rate_limited errors", peer.peer_id)
-                peer.write(CLOSE)
+                peer.write(CLOSE_POLICY)
             raise
 
     def _admit_garbage(self, peer: AntMediaPeer, session: Session | None) -> None:
@@ -515,6 +536,7 @@ class AntMediaTransport:
             _command_name(request),
             error.code,
             error.message,
+            extra={"code": error.code},
         )
         self._guard.refused("antmedia", error.code)
         return error_message(error, request)

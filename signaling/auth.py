@@ -50,6 +50,8 @@ class TokenVerifier:
     def verify(self, token: Any) -> Grant:
         if not isinstance(token, str) or not token:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
+        if not token.isascii():  # a JWT is base64url and dots; anything else cannot even be parsed
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "the token is not valid: not a JWT")
         try:
             claims = jwt.decode(
                 token,

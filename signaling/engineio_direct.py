@@ -10,13 +10,14 @@ called (see signaling.frames for the cap on what a client leaves unread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 from engineio import async_socket, exceptions, packet
 
-from signaling.frames import FrameWriter, close_websocket
+from signaling.frames import CLOSE_TIMEOUT, FrameWriter, close_websocket
 
 log = logging.getLogger("signaling.engineio")
 
@@ -62,6 +63,8 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     async def send(self, pkt: packet.Packet) -> None:
         writer = self._writer
+        if self.closed:
+            return  # nobody will read it; queueing it would only hold memory
         if writer is None:
             # Long-polling, or the WebSocket is not ready yet: engine.io's queue, drained by polls.
             self._queued += len(pkt.data) if isinstance(pkt.data, str | bytes) else 0
@@ -76,9 +79,11 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         """Send one engine.io MESSAGE (`data`: UTF-8 text); on a WebSocket without building
         packet objects or strings."""
         writer = self._writer
+        if self.closed:
+            return
         if writer is None:
             await self.send(packet.Packet(packet.MESSAGE, data=data.decode()))
-        elif not self.closed:
+        else:
             writer.write(b"4" + data)
 
     async def poll(self) -> list[packet.Packet]:
@@ -99,8 +104,27 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         if self._writer is None:
             self.queue.put_nowait(None)  # answers a pending long-poll now, not at its timeout
 
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        """A long-polling POST. One larger than MAX_MESSAGE_BYTES ends the session here and now:
+        engine.io would close it waiting for a poll that a client sending that never makes."""
+        if self.closed:
+            return  # a POST that raced its session's end: nothing to hand over
+        limit = self.server.max_http_buffer_size
+        if int(environ.get("CONTENT_LENGTH") or 0) > limit:
+            log.warning("eio_sid=%s dropped: long-polling POST larger than %d bytes", self.sid, limit)
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+            raise exceptions.ContentTooLongError()
+        await super().handle_post_request(environ)
+
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
-        await super().close(wait=wait, abort=abort, reason=reason)
+        # engine.io's close(wait=True) waits until a long-polling client has polled what is
+        # queued, for ever if it never polls again: the wait is bounded here.
+        await super().close(wait=False, abort=abort, reason=reason)
+        if wait and self._writer is None:
+            self.queue.put_nowait(None)  # answers a pending poll now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self.queue.join()
         response, writer = self._response, self._writer
         if self.closed and response is not None and not response.closed and self._closer is None:
             # In the background: close() may be called while handling another client's message.
@@ -133,6 +157,8 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                             await on_message(self.sid, data[1:])
                         except Exception:
                             log.exception("eio_sid=%s message handler failed", self.sid)
+                        if self.closed:
+                            break  # cut off: what it sent after that is not handled
                         continue
                 elif message.type is WSMsgType.BINARY:
                     data = message.data
@@ -155,6 +181,9 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                     log.exception("eio_sid=%s engine.io packet failed", self.sid)
         finally:
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            # engine.io's ping task holds this session until its next ping: let go of the
+            # connection now, and with it every frame read from it but not handled.
+            self._response = self._writer = None
             if self._closer is not None:
                 await self._closer
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from signaling.errors import ErrorCode, SignalingError
 
@@ -23,6 +23,7 @@ ROOM_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
 STREAM_ID_RULE = f"Stream ids are {ROOM_RULE}."
 PEER_ID_MAX = 128
 MAX_REPORTED_FIELDS = 10
+UNKNOWN_FIELD = "Unknown field."  # marshmallow's words
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,43 @@ class Limits:
     peer_message_bytes: int = 16384
 
 
+def is_text(value: str) -> bool:
+    """False for a string with an unpaired surrogate: JSON can escape one (`"\\ud800"`), but it is
+    not Unicode text, and no UTF-8 encoder (ours or a client's) can pass it on."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class StrictString(fields.String):
+    default_error_messages: dict[str, str | list[Any] | dict[Any, Any]] = {  # noqa: RUF012
+        "not_text": "Not valid Unicode text (it has an unpaired surrogate).",
+    }
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise self.make_error("invalid")
+        if not is_text(value):
+            raise self.make_error("not_text")
         return value
+
+
+class StrictSchema(Schema):
+    """Refuses unknown keys (marshmallow's default) without marshmallow's cost per key: a payload
+    with thousands of them is answered about as cheaply as one with a few."""
+
+    @pre_load
+    def _many_unknown(self, data: Any, **kwargs: Any) -> Any:
+        if self.unknown != RAISE or not isinstance(data, dict):
+            return data
+        if len(data) <= len(self.fields) + MAX_REPORTED_FIELDS:
+            return data  # marshmallow reports these itself
+        unknown = (key for key in data if key not in self.fields)
+        raise ValidationError(dict.fromkeys(unknown, [UNKNOWN_FIELD]))
 
 
 class JsonValue(fields.Field[Any]):
@@ -92,7 +125,7 @@ def stream_id_field(**kwargs: Any) -> StrictString:
     return StrictString(validate=validate.Regexp(ROOM_PATTERN, error=STREAM_ID_RULE), **kwargs)
 
 
-class RelaySchema(Schema):
+class RelaySchema(StrictSchema):
     """Fields every relayed message shares: whom it is for, and optionally through what."""
 
     target = StrictString(required=True, validate=validate.Length(min=1, max=PEER_ID_MAX))
@@ -105,7 +138,7 @@ class RelaySchema(Schema):
             raise ValidationError("Give room or streamId, not both.", "streamId")
 
 
-class CandidateSchema(Schema):
+class CandidateSchema(StrictSchema):
     """RTCIceCandidateInit, as `RTCIceCandidate.toJSON()` produces it."""
 
     candidate = StrictString(required=True)
@@ -157,7 +190,7 @@ RELAY_KEYS = frozenset({"target", "room", "streamId"})
 
 def _route_fields(payload: dict[str, Any]) -> dict[str, Any] | None:
     target, room, stream = payload.get("target"), payload.get("room"), payload.get("streamId")
-    if type(target) is not str or not 1 <= len(target) <= PEER_ID_MAX:
+    if type(target) is not str or not 1 <= len(target) <= PEER_ID_MAX or not is_text(target):
         return None
     for name in (room, stream):
         if name is not None and (type(name) is not str or not ROOM_PATTERN.match(name)):
@@ -173,6 +206,8 @@ def _description_check(max_sdp: int) -> Callable[[dict[str, Any]], dict[str, Any
     def accept(payload: dict[str, Any]) -> dict[str, Any] | None:
         sdp = payload.get("sdp")
         if not payload.keys() <= keys or type(sdp) is not str or not 1 <= len(sdp) <= max_sdp:
+            return None
+        if not is_text(sdp):
             return None
         route = _route_fields(payload)
         return None if route is None else {**route, "sdp": sdp}
@@ -197,13 +232,15 @@ def _candidate_check(max_chars: int) -> Callable[[dict[str, Any]], dict[str, Any
             return None
         text, mid = body.get("candidate"), body.get("sdpMid")
         index, fragment = body.get("sdpMLineIndex"), body.get("usernameFragment")
-        if type(text) is not str or len(text) > max_chars:
+        if type(text) is not str or len(text) > max_chars or not is_text(text):
             return None
-        if mid is not None and (type(mid) is not str or len(mid) > 64):
+        if mid is not None and (type(mid) is not str or len(mid) > 64 or not is_text(mid)):
             return None
         if index is not None and (type(index) is not int or not 0 <= index <= 65535):
             return None
-        if fragment is not None and (type(fragment) is not str or len(fragment) > 256):
+        if fragment is not None and (
+            type(fragment) is not str or len(fragment) > 256 or not is_text(fragment)
+        ):
             return None
         if text and mid is None and index is None:
             return None
@@ -234,15 +271,15 @@ def build_schemas(limits: Limits) -> dict[str, Loader]:
         },
         name="PeerMessageSchema",
     )
-    join = Schema.from_dict(
+    join = StrictSchema.from_dict(
         {
             "room": room_field(required=True),
             "metadata": JsonValue(max_bytes=limits.metadata_bytes, objects_only=True, load_default=dict),
         },
         name="JoinSchema",
     )
-    leave = Schema.from_dict({"room": room_field(required=True)}, name="LeaveSchema")
-    publish = Schema.from_dict(
+    leave = StrictSchema.from_dict({"room": room_field(required=True)}, name="LeaveSchema")
+    publish = StrictSchema.from_dict(
         {
             "streamId": stream_id_field(required=True),
             "room": room_field(load_default=None),
@@ -252,8 +289,8 @@ def build_schemas(limits: Limits) -> dict[str, Loader]:
         },
         name="PublishSchema",
     )
-    stream = Schema.from_dict({"streamId": stream_id_field(required=True)}, name="StreamSchema")
-    authenticate = Schema.from_dict(
+    stream = StrictSchema.from_dict({"streamId": stream_id_field(required=True)}, name="StreamSchema")
+    authenticate = StrictSchema.from_dict(
         {"token": StrictString(required=True, validate=validate.Length(min=1, max=8192))},
         name="AuthenticateSchema",
     )
@@ -292,13 +329,25 @@ def parse(schema: Loader, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
         messages: dict[str, Any] = exc.normalized_messages()  # type: ignore[no-untyped-call]
         # Bounded, so that a payload with thousands of bad keys cannot make a reply (and a log
         # line) larger than itself.
-        reported = {str(name)[:64]: problem for name, problem in list(messages.items())[:MAX_REPORTED_FIELDS]}
+        reported = _bounded(messages)
         more = len(messages) - len(reported)
         summary = _summary(reported) + (f"; and {more} more" if more > 0 else "")
         raise SignalingError(
             ErrorCode.VALIDATION_FAILED, f"invalid {event} payload: {summary}", fields=reported
         ) from None
     return result
+
+
+def _bounded(messages: dict[str, Any]) -> dict[str, Any]:
+    """The first MAX_REPORTED_FIELDS problems at every level of nesting, names cut to 64."""
+    bounded: dict[str, Any] = {}
+    for name, problem in list(messages.items())[:MAX_REPORTED_FIELDS]:
+        if isinstance(problem, dict):
+            problem = _bounded(problem)
+        elif isinstance(problem, list):
+            problem = [str(text)[:200] for text in problem[:MAX_REPORTED_FIELDS]]
+        bounded[str(name)[:64]] = problem
+    return bounded
 
 
 def _summary(messages: dict[str, Any]) -> str:

@@ -16,9 +16,10 @@ from aiohttp import web
 from signaling import fastjson
 from signaling.admin import AdminApi
 from signaling.antmedia_transport import AntMediaTransport
-from signaling.errors import SignalingError
+from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard
 from signaling.hub import Hub, LocalDelivery
+from signaling.logs import brief, client_address
 from signaling.metrics import Metrics
 from signaling.settings import Settings
 from signaling.socketio_transport import SignalingServer, SocketIOTransport
@@ -35,6 +36,24 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
+
+
+@web.middleware
+async def client_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every HTTP request, WebSockets included: the lines logged while it is handled count against
+    its client's budget (signaling.logs), and nothing it provokes writes a traceback."""
+    client_address.set(request.remote or "unknown")
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.error("%s %s failed: %s", request.method, request.path, brief(exc))
+        log.debug("the failure of %s %s", request.method, request.path, exc_info=True)
+        failure = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this request")
+        return web.json_response({"error": failure.to_dict()}, status=500)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -126,7 +145,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     """The whole server; `store` replaces the in-memory state (tests, other backends)."""
     if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
         log.warning("client_js/node_modules is missing: run bin/setup, or the browser client cannot load")
-    app = web.Application()
+    app = web.Application(middlewares=[client_requests])
     metrics = Metrics()
     hub = _hub(app, settings, store)
     hub.observer = metrics

@@ -20,6 +20,8 @@ from signaling.store import PeerLimits
 from signaling.turn import IceServers
 
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+# Log lines one client address may cause: enough for any honest client's connect, joins, leaves.
+LOG_RATE_PER_IP = Rate(2, 20)
 
 
 class SettingsError(ValueError):
@@ -197,6 +199,12 @@ OPTIONS: tuple[Option, ...] = (
         "log_level", "LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR (SDP is logged only at DEBUG)"
     ),
     Option("log_format", "LOG_FORMAT", _log_format, "text, or json: one JSON object per line"),
+    Option(
+        "log_rate_per_ip",
+        "LOG_RATE_PER_IP",
+        _rate,
+        "log lines one client address can cause, RATE/BURST; beyond it, a summary every 10 s",
+    ),
     Option("jwt_secret", "AUTH_JWT_SECRET", str, "HS256 secret: set it (or the public key) to require JWTs"),
     Option("jwt_public_key", "AUTH_JWT_PUBLIC_KEY", str, "PEM public key for RS256/ES256 JWTs"),
     Option(
@@ -269,6 +277,7 @@ class Settings:
     ping_timeout: float = 20.0
     log_level: str = "INFO"
     log_format: str = "text"
+    log_rate_per_ip: Rate = LOG_RATE_PER_IP
     admin_token: str | None = None
     jwt_secret: str | None = None
     jwt_public_key: str | None = None

@@ -22,6 +22,7 @@ from signaling.engineio_direct import DirectSocket, DirectWebSocket
 from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard, Session
 from signaling.hub import Hub
+from signaling.logs import brief
 from signaling.messages import (
     Candidate,
     DescriptionType,
@@ -179,7 +180,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             pkt = self.packet_class(encoded_packet=data)
         except Exception as exc:  # the decoder raises whatever the input provokes
-            log.warning("eio_sid=%s dropped malformed socket.io packet: %s", eio_sid, _brief(exc))
+            log.warning("eio_sid=%s dropped malformed socket.io packet: %s", eio_sid, brief(exc))
             self._bad_packet(eio_sid)
             return
         match pkt.packet_type:
@@ -234,7 +235,13 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             try:
                 self.guard.reserve(address, "socketio")
             except SignalingError as error:
-                log.warning("eio_sid=%s from %s refused: %s", eio_sid, address, error.message)
+                log.warning(
+                    "eio_sid=%s from %s refused: %s",
+                    eio_sid,
+                    address,
+                    error.message,
+                    extra={"code": error.code},
+                )
                 return error.to_dict()
             self._addresses[eio_sid] = address
         return await super()._handle_eio_connect(eio_sid, environ)
@@ -270,10 +277,6 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, "/"))
         if isinstance(socket, DirectSocket):
             socket.cut_off(why)
-
-
-def _brief(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 class SocketIOTransport:
@@ -324,7 +327,9 @@ class SocketIOTransport:
                 )
             self._sessions[sid] = self._guard.open(address, "socketio", token)
         except SignalingError as error:
-            log.warning("peer=%s from %s refused: %s", peer, address, error.message)
+            log.warning(
+                "peer=%s from %s refused: %s", peer, address, error.message, extra={"code": error.code}
+            )
             # socket.io clients get {message, data: {code, message}} in their connect_error event.
             raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
         log.info("peer=%s connected from %s", peer, address)
@@ -365,7 +370,14 @@ class SocketIOTransport:
                     self._guard.require_grant(session)
             return {"ok": True, **await handler(peer, request)}
         except SignalingError as error:
-            log.warning("peer=%s event=%s refused: %s: %s", peer, name, error.code, error.message)
+            log.warning(
+                "peer=%s event=%s refused: %s: %s",
+                peer,
+                name,
+                error.code,
+                error.message,
+                extra={"code": error.code},
+            )
             self._guard.refused("socketio", error.code)
             return {"ok": False, "error": error.to_dict()}
         except Exception:
