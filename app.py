@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -9,8 +10,9 @@ import sys
 import uvloop
 from aiohttp import web
 
+from signaling.listener import serve
 from signaling.logs import configure
-from signaling.server import create_app
+from signaling.server import PENDING_HEADS, create_app
 from signaling.settings import Settings, SettingsError
 from signaling.workers import is_worker, supervise
 
@@ -27,15 +29,18 @@ def main(argv: list[str]) -> int:
         log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)
         return supervise(settings.workers, argv)
     log.info("serving on %s:%d (room size %d)", settings.host, settings.port, settings.room_capacity)
-    # uvloop runs the same asyncio code on libuv, with a markedly cheaper event loop.
-    uvloop.install()
-    web.run_app(
-        create_app(settings),
+    app = create_app(settings)
+    listening = serve(
+        app,
+        app[PENDING_HEADS],
         host=settings.host,
         port=settings.port,
+        header_timeout=settings.header_timeout,
         reuse_port=is_worker() or None,
-        print=None,
     )
+    # uvloop runs the same asyncio code on libuv, with a markedly cheaper event loop.
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        uvloop.run(listening)
     return 0
 
 

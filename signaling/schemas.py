@@ -72,7 +72,7 @@ class StrictSchema(Schema):
         if len(data) <= len(self.fields) + MAX_REPORTED_FIELDS:
             return data  # marshmallow reports these itself
         unknown = (key for key in data if key not in self.fields)
-        raise ValidationError(dict.fromkeys(unknown, [UNKNOWN_FIELD]))
+        raise ValidationError({key: [UNKNOWN_FIELD] for key in unknown})
 
 
 class JsonValue(fields.Field[Any]):

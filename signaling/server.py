@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from signaling import fastjson
 from signaling.admin import AdminApi
@@ -19,6 +20,7 @@ from signaling.antmedia_transport import AntMediaTransport
 from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard
 from signaling.hub import Hub, LocalDelivery
+from signaling.listener import PendingHeads
 from signaling.logs import brief, client_address
 from signaling.metrics import Metrics
 from signaling.settings import Settings
@@ -36,15 +38,27 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
+PENDING_HEADS = web.AppKey("pending_heads", PendingHeads)
 
 
-@web.middleware
-async def client_requests(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every HTTP request, WebSockets included: the lines logged while it is handled count against
-    its client's budget (signaling.logs), and nothing it provokes writes a traceback."""
-    client_address.set(request.remote or "unknown")
+HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def client_requests(heads: PendingHeads) -> Middleware:
+    """Every HTTP request, WebSockets included: its connection's head has arrived (see
+    signaling.listener), the lines logged while it is handled count against its client's budget
+    (signaling.logs), and nothing it provokes writes a traceback."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: HttpHandler) -> web.StreamResponse:
+        heads.served(request.protocol)
+        client_address.set(request.remote or "unknown")
+        return await _answered(request, handler)
+
+    return middleware
+
+
+async def _answered(request: web.Request, handler: HttpHandler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException:
@@ -145,8 +159,16 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     """The whole server; `store` replaces the in-memory state (tests, other backends)."""
     if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
         log.warning("client_js/node_modules is missing: run bin/setup, or the browser client cannot load")
-    app = web.Application(middlewares=[client_requests])
     metrics = Metrics()
+    guard = Guard(
+        rate_limits=settings.rate_limits,
+        connections_per_address=settings.max_connections_per_ip,
+        metrics=metrics,
+        verifier=settings.token_verifier,
+    )
+    heads = PendingHeads(guard)
+    app = web.Application(middlewares=[client_requests(heads)])
+    app[PENDING_HEADS] = heads
     hub = _hub(app, settings, store)
     hub.observer = metrics
     sio = SignalingServer(
@@ -164,12 +186,6 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         json=fastjson,
     )
     ice = settings.ice
-    guard = Guard(
-        rate_limits=settings.rate_limits,
-        connections_per_address=settings.max_connections_per_ip,
-        metrics=metrics,
-        verifier=settings.token_verifier,
-    )
     socketio_transport = SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice=ice)
     antmedia = AntMediaTransport(
         hub,

@@ -191,6 +191,12 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
         "live connections from one client address, both protocols together",
     ),
+    Option(
+        "header_timeout",
+        "HEADER_TIMEOUT",
+        _positive_float,
+        "seconds a connection has to send a complete HTTP request head, and idles at most between requests",
+    ),
     Option("ping_interval", "PING_INTERVAL", _positive_float, "seconds between heartbeats"),
     Option(
         "ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"
@@ -273,6 +279,7 @@ class Settings:
     rate_query: Rate = RateLimits.query
     rate_limit_strikes: int = RateLimits.strikes
     max_connections_per_ip: int = 50
+    header_timeout: float = 10.0
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     log_level: str = "INFO"
