@@ -23,7 +23,9 @@ def main(argv: list[str]) -> int:
     except SettingsError as exc:
         print(f"app.py: invalid setting: {exc}", file=sys.stderr)
         return 2
-    configure(settings.log_level, settings.log_format, settings.log_rate_per_ip)
+    configure(
+        settings.log_level, settings.log_format, settings.log_rate_per_ip, settings.log_summary_interval
+    )
     log = logging.getLogger("signaling")
     if settings.workers > 1 and not is_worker():
         log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)

@@ -143,12 +143,14 @@ class ClientLogBudget(logging.Filter):
         return len(self._allowances)
 
 
-def configure(level: str, format: str = "text", per_address: Rate | None = None) -> None:
+def configure(
+    level: str, format: str = "text", per_address: Rate | None = None, summary_every: float = 10.0
+) -> None:
     """Log to stderr; with `per_address`, each client address gets that budget of lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
     if per_address is not None:
-        handler.addFilter(ClientLogBudget(per_address))
+        handler.addFilter(ClientLogBudget(per_address, summary_every))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # The libraries log every packet at INFO; our own lines already say what happened.
     for noisy in ("socketio", "engineio", "aiohttp.access"):

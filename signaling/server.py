@@ -181,8 +181,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         # Long-polling needs every request of a session on one process; several workers on one
         # port cannot promise that, so they speak WebSocket only.
         transports=["websocket"] if settings.workers > 1 else ["polling", "websocket"],
-        logger=False,
-        engineio_logger=False,
+        # The libraries' own loggers would each get a handler of their own, past our format and
+        # the clients' log budgets: given loggers, they log through the root handler like ours.
+        logger=logging.getLogger("socketio.server"),
+        engineio_logger=logging.getLogger("engineio.server"),
         json=fastjson,
     )
     ice = settings.ice

@@ -209,7 +209,13 @@ OPTIONS: tuple[Option, ...] = (
         "log_rate_per_ip",
         "LOG_RATE_PER_IP",
         _rate,
-        "log lines one client address can cause, RATE/BURST; beyond it, a summary every 10 s",
+        "log lines one client address can cause, RATE/BURST; beyond it, periodic summary lines",
+    ),
+    Option(
+        "log_summary_interval",
+        "LOG_SUMMARY_INTERVAL",
+        _positive_float,
+        "seconds between the summary lines of an address over its LOG_RATE_PER_IP",
     ),
     Option("jwt_secret", "AUTH_JWT_SECRET", str, "HS256 secret: set it (or the public key) to require JWTs"),
     Option("jwt_public_key", "AUTH_JWT_PUBLIC_KEY", str, "PEM public key for RS256/ES256 JWTs"),
@@ -285,6 +291,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     log_rate_per_ip: Rate = LOG_RATE_PER_IP
+    log_summary_interval: float = 10.0
     admin_token: str | None = None
     jwt_secret: str | None = None
     jwt_public_key: str | None = None

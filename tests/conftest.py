@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.redis_support",
     "tests.cluster_support",
     "tests.turn_support",
+    "tests.hostile_support",
 ]
 
 UNLIMITED = Rate(1e9, 10**9)

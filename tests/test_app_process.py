@@ -8,27 +8,13 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from signaling.client import SignalingClient
 from tests.helpers import SDP_OFFER, free_port
+from tests.hostile_support import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-async def wait_healthy(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            if process.returncode is not None:
-                raise AssertionError(f"app.py exited with {process.returncode}")
-            try:
-                async with http.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("app.py did not become healthy in 10 s")
 
 
 @pytest.fixture

@@ -1,0 +1,227 @@
+"""The hostile-client suite: attacks run against a real `python app.py` process, each asserting
+what the server must hold to (bounded memory, bounded log lines, no traceback, honest peers still
+served). Each attack was found to hurt an earlier version; see README "Limits and abuse"."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+
+import aiohttp
+import orjson
+import pytest
+
+from signaling.client import SignalingClient
+from tests.helpers import CANDIDATE
+from tests.hostile_support import ATTACKER, HonestPair, RawWebSocket, ServerProcess, StartProcess, masked
+
+SOCKETIO_WS = "/socket.io/?EIO=4&transport=websocket"
+LINE = re.compile(r"\A\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+ ")
+
+
+def assert_clean(server: ServerProcess) -> None:
+    """No traceback, and no line that is not one of the server's own."""
+    lines = server.log()
+    assert not [line for line in lines if "Traceback" in line or "Logging error" in line], lines[-20:]
+    assert all(LINE.match(line) for line in lines), [line for line in lines if not LINE.match(line)][:5]
+
+
+def attacker_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(ATTACKER, 0), force_close=True))
+
+
+async def test_flood_cut_off_and_reconnect_holds_no_memory(start_process: StartProcess) -> None:
+    server = await start_process(MAX_CONNECTIONS_PER_IP="20")
+    pair = await HonestPair.join(server.url)
+    before = server.rss_mib()
+    burst = masked(b"40") + masked(b'42["x"]') * 8000  # 60 KB of tiny events, all refused
+    refused = 0
+
+    async def attacker() -> None:
+        nonlocal refused
+        for _ in range(15):
+            ws = await RawWebSocket.open(server.port, SOCKETIO_WS)
+            if ws.status != 101:
+                refused += 1
+            ws.write(burst)
+            await ws.until_closed()
+
+    async def honest() -> None:
+        for _ in range(20):
+            await pair.exchange()
+
+    await asyncio.gather(honest(), *(attacker() for _ in range(20)))
+    await pair.exchange()
+    # 300 flooders cut off: each one's unhandled frames (about 1 MB of objects) used to stay
+    # alive until its next ping was due, 25 s later (+250 MiB here, and its slot stayed taken).
+    assert server.rss_mib() - before < 64
+    assert refused <= 20, f"{refused} reconnects refused: slots of cut-off connections held"
+    assert len(server.log()) < 100  # it was 22,000 lines
+    await pair.close()
+    assert_clean(server)
+
+
+async def test_oversized_long_polling_posts_are_answered_and_forgotten(start_process: StartProcess) -> None:
+    server = await start_process(MAX_MESSAGE_BYTES="100000")
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    body = b"4" + b"x" * 120_000
+    before = server.rss_mib()
+    async with attacker_session() as http:
+
+        async def attack() -> int:
+            async with http.get(base) as response:
+                sid = orjson.loads((await response.read())[1:])["sid"]
+            async with asyncio.timeout(5), http.post(f"{base}&sid={sid}", data=body) as response:
+                status = response.status
+            # The session is gone: a POST to it is a plain 400, not a 500 with a traceback.
+            async with http.post(f"{base}&sid={sid}", data=b"4x") as late:
+                assert late.status == 400
+            return status
+
+        statuses = [await attack() for _ in range(100)]  # each of these hung for ever before
+    assert set(statuses) == {400}
+    assert server.rss_mib() - before < 16
+    assert_clean(server)
+    assert await server.stop() < 5  # it took the whole 60 s shutdown timeout
+
+
+async def test_antmedia_flooder_is_closed_with_a_policy_code_and_few_lines(
+    start_process: StartProcess,
+) -> None:
+    server = await start_process()
+    ws = await RawWebSocket.open(server.port, "/WebRTCAppEE/websocket")
+    ws.write(masked(b"x") * 8000)  # 8,000 frames that are not JSON
+    close = await ws.until_closed()
+    # 1008: sent away for what it did; 1012 would have told the SDK to come straight back.
+    assert close[:2] == struct.pack("!H", 1008)
+    assert len(server.log()) < 30  # two lines per frame it had sent: 16,000 before
+    assert_clean(server)
+
+
+async def test_refusals_past_the_budget_become_one_summary_per_address(start_process: StartProcess) -> None:
+    server = await start_process(RATE_RELAY="1/1", RATE_LIMIT_STRIKES="100000", LOG_SUMMARY_INTERVAL="0.5")
+    clients = [SignalingClient() for _ in range(10)]
+    for client in clients:
+        await client.connect(server.url)
+        await client.join("flood")
+    target = clients[0].peer_id
+    for client in clients[1:]:
+        for _ in range(100):
+            reply = await client.request("offer", {"target": target, "sdp": "v=0"})
+            assert reply["ok"] or reply["error"]["code"] == "rate_limited"
+    summary = await server.wait_log("log lines held back")
+    assert "address=127.0.0.1" in summary and "rate_limited" in summary
+    assert len(server.log()) < 40  # one line per refusal before: 900 here
+    # The budget is per address: another client address is logged as usual.
+    async with attacker_session() as http, http.get(f"{server.url}/socket.io/?EIO=3") as response:
+        assert response.status == 400
+    for client in clients:
+        await client.close()
+    assert_clean(server)
+
+
+async def raw_request(port: int, head: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(ATTACKER, 0))
+    writer.write(head)
+    response = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return response
+
+
+async def test_undecodable_authorization_headers_are_refused_without_a_traceback(
+    start_process: StartProcess,
+) -> None:
+    server = await start_process(ADMIN_TOKEN="admin-secret", AUTH_JWT_SECRET="jwt-secret")
+    for path in (b"/api/admin/rooms", b"/api/ice-servers"):
+        response = await raw_request(
+            server.port,
+            b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xfd\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        assert response.startswith(b"HTTP/1.1 401 "), response[:80]
+    assert_clean(server)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_client_strings_cannot_forge_log_lines(start_process: StartProcess, log_format: str) -> None:
+    server = await start_process(LOG_FORMAT=log_format)
+    forged = "x\n2026-12-01 20:40:00,000 INFO signaling.hub peer=ADMIN kicked everyone\r\u2028"
+    async with SignalingClient() as client:
+        await client.connect(server.url)
+        for event in (forged, "\ud800 unpaired"):
+            reply = await client.request(event, {})
+            assert reply["error"]["code"] == "unknown_event"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{server.ws_url}/WebRTCAppEE/websocket")
+            await ws.send_str(orjson.dumps({"command": forged}).decode())
+            assert orjson.loads((await ws.receive()).data)["definition"] == "unknown_command"
+            await ws.close()
+    await server.wait_log("unknown command")
+    lines = server.log()
+    assert not [line for line in lines if line.startswith("2026-12-01 20:40")]
+    if log_format == "json":
+        entries = [orjson.loads(line) for line in lines]  # every line is one JSON object
+        assert any("\\x0a2026-12-01 20:40" in entry["message"] for entry in entries)
+    else:
+        assert_clean(server)
+        assert any("x\\x0a2026-12-01 20:40" in line for line in lines)
+
+
+async def test_thousands_of_nested_unknown_keys_get_a_small_answer(start_process: StartProcess) -> None:
+    server = await start_process()
+    pair = await HonestPair.join(server.url)
+    assert pair.bob.peer_id is not None
+    candidate = {**CANDIDATE, **{f"unknown-{i}": i for i in range(12_000)}}
+    for _ in range(10):
+        reply = await pair.alice.request(
+            "ice-candidate", {"target": pair.bob.peer_id, "candidate": candidate}
+        )
+        assert reply["error"]["code"] == "validation_failed"
+        # It was a 336 KB answer, and 100 ms of the server's time for each.
+        assert len(orjson.dumps(reply)) < 2048
+        assert len(reply["error"]["fields"]["candidate"]) <= 10
+    await pair.exchange()
+    await pair.close()
+    assert_clean(server)
+
+
+async def test_unpaired_surrogates_are_refused_at_the_door(start_process: StartProcess) -> None:
+    server = await start_process()
+    async with aiohttp.ClientSession() as http, SignalingClient() as sender:
+        ws = await http.ws_connect(f"{server.ws_url}/WebRTCAppEE/websocket")
+        await ws.send_str('{"command":"join","streamId":"call"}')
+        assert orjson.loads((await ws.receive()).data)["definition"] == "joined"
+        await sender.connect(server.url)
+        joined = await sender.join("call")
+        target = joined["peers"][0]["peerId"]
+        reply = await sender.request("offer", {"target": target, "sdp": "v=0\ud800"})
+        # It was acked ok, then dropped on delivery with a 10-line traceback.
+        assert reply["error"]["code"] == "validation_failed"
+        assert "sdp" in reply["error"]["fields"]
+        assert orjson.loads((await ws.receive()).data)["command"] == "start"  # from the join
+        await sender.offer(target, "v=0 fine")
+        relayed = orjson.loads((await ws.receive()).data)
+        assert relayed["command"] == "takeConfiguration" and relayed["sdp"] == "v=0 fine"
+        await ws.close()
+    assert_clean(server)
+
+
+async def test_slowloris_connections_are_bounded_per_address_and_in_time(start_process: StartProcess) -> None:
+    server = await start_process(open_files=256, HEADER_TIMEOUT="1")
+    attackers = []
+    for _ in range(300):  # more than the server has file descriptors
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=(ATTACKER, 0))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the end of the head
+        attackers.append((reader, writer))
+    # Beyond MAX_CONNECTIONS_PER_IP (50), they are closed at once; honest clients are served.
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/healthz") as response:
+        assert response.status == 200
+    async with asyncio.timeout(5):  # and the 50 others within HEADER_TIMEOUT (they had 75 s)
+        for reader, writer in attackers:
+            try:
+                assert await reader.read() == b""
+            except ConnectionResetError:
+                pass  # closed by an abort: a reset rather than an end of stream
+            writer.close()
+    assert_clean(server)
