@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import orjson
@@ -89,6 +90,9 @@ COMMAND_KINDS: dict[str, Kind] = {
     "getRoomInfo": "query",
     "getStreamInfo": "query",
 }
+
+# Commands that need no valid token: giving things up is always allowed, expired token or not.
+UNGUARDED = frozenset({"ping", "leave", "stop", "leaveFromRoom"})
 
 # Commands that need a token granting them: (claim, field naming the room or stream).
 COMMAND_GRANTS: dict[str, tuple[Action, str]] = {
@@ -375,6 +379,7 @@ class AntMediaTransport:
         self._heartbeat = heartbeat
         self._ice = ice
         self._peers: dict[str, AntMediaPeer] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._schemas = build_command_schemas(limits)
         self._commands: dict[str, Handler] = {
             "ping": self.ping,
@@ -442,6 +447,7 @@ class AntMediaTransport:
         peer.session = session
         self._peers[peer.peer_id] = peer
         self._hub.connect(peer.peer_id, peer)
+        self._guard.watch_expiry(session, partial(self._expired, peer))
         try:
             async for frame in ws:
                 if peer.closing:
@@ -499,14 +505,15 @@ class AntMediaTransport:
                 )
             schema = self._schemas.get(name)
             fields = parse(schema, name, (decoded,)) if schema is not None else {}
-            if session is not None:
-                given = decoded.get("token")
-                token = given if isinstance(given, str) else None
+            if session is not None and name not in UNGUARDED:
+                token = decoded.get("token")
+                if isinstance(token, str) and token and self._guard.authenticate(session, token):
+                    await self._withdraw(peer, session)
                 if name in COMMAND_GRANTS:
                     action, field = COMMAND_GRANTS[name]
-                    self._guard.authorize(session, action, fields[field], token)
-                elif name != "ping":  # TURN credentials and relays are for token holders only
-                    self._guard.require_grant(session, token)
+                    self._guard.authorize(session, action, fields[field])
+                else:  # TURN credentials and relays are for token holders only
+                    self._guard.require_grant(session)
             return await handler(peer, fields)
         except SignalingError as error:
             return [self._refuse(peer, request, error)]
@@ -514,6 +521,28 @@ class AntMediaTransport:
             log.exception("peer=%s command %s failed", peer.peer_id, _command_name(request))
             failure = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this command")
             return [error_message(failure, request)]
+
+    async def _withdraw(self, peer: AntMediaPeer, session: Session) -> None:
+        """A new token may cover less than the old one: what it does not cover ends, and the SDK
+        hears of it as if it had asked for it."""
+        assert session.grant is not None
+        withdrawn = await self._hub.withdraw(peer.peer_id, session.grant.allows)
+        for room in withdrawn.rooms:
+            membership = peer.rooms.pop(room, None)
+            if membership is not None and membership.mode == "p2p":
+                peer.write(notification("leaved", streamId=room))
+            elif membership is not None:
+                peer.write(notification("leavedFromRoom", room=room))
+        for stream_id in withdrawn.published:
+            peer.write(notification("publish_finished", streamId=stream_id))
+        for stream_id in withdrawn.played:
+            peer.write(notification("play_finished", streamId=stream_id))
+
+    def _expired(self, peer: AntMediaPeer) -> None:
+        """The connection's token expired, and no fresh one came: its session ends."""
+        kick = self._hub.kick(peer.peer_id, "the token expired", gone="expired")
+        self._background.add(task := asyncio.get_running_loop().create_task(kick))
+        task.add_done_callback(self._background.discard)
 
     def _admit(self, peer: AntMediaPeer, session: Session, kind: Kind) -> None:
         try:

@@ -32,11 +32,15 @@ class Grant:
     publish: tuple[str, ...] = ()
     play: tuple[str, ...] = ()
 
+    def allows(self, action: Action, name: str) -> bool:
+        """Whether the token's claims cover `action` on `name` (its expiry aside)."""
+        return any(fnmatchcase(name, pattern) for pattern in getattr(self, action))
+
     def check(self, action: Action, name: str, now: float | None = None) -> None:
         """Raise unless this grant, still valid, allows `action` on `name`."""
         if (now if now is not None else time.time()) >= self.expires_at:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired; authenticate again")
-        if not any(fnmatchcase(name, pattern) for pattern in getattr(self, action)):
+        if not self.allows(action, name):
             # Says no more than that: whether the room or stream exists is not the asker's business.
             raise SignalingError(ErrorCode.FORBIDDEN, f"your token does not let you {WHAT[action]} {name!r}")
 

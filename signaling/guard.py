@@ -3,8 +3,10 @@ address, message rates, and the metrics of both. One `Session` per connection ca
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from signaling.auth import Action, Grant, TokenVerifier
@@ -22,6 +24,9 @@ class Session:
     limiter: ConnectionLimiter
     grant: Grant | None = None
     closed: bool = field(default=False)
+    # Called when the grant expires without having been replaced (see Guard.watch_expiry).
+    on_expiry: Callable[[], object] | None = None
+    _expiry: asyncio.TimerHandle | None = None
 
     def user(self, peer_id: str) -> str:
         """Who TURN credentials are for: the token's subject, else the peer."""
@@ -36,10 +41,12 @@ class Guard:
         connections_per_address: int,
         metrics: Metrics,
         verifier: TokenVerifier | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.rate_limits = rate_limits
         self.metrics = metrics
         self.verifier = verifier
+        self.clock = clock  # wall-clock seconds, like tokens' `exp`
         self._addresses = AddressLimiter(connections_per_address)
 
     @property
@@ -75,33 +82,62 @@ class Guard:
         if not session.closed:
             session.closed = True
             self.metrics.connections.labels(session.transport).dec()
+        if session._expiry is not None:
+            session._expiry.cancel()
+
+    def watch_expiry(self, session: Session, on_expiry: Callable[[], object]) -> None:
+        """Call `on_expiry` when the session's grant expires (each new grant moves the time)."""
+        session.on_expiry = on_expiry
+        self._arm(session)
+
+    def _arm(self, session: Session) -> None:
+        if session._expiry is not None:
+            session._expiry.cancel()
+            session._expiry = None
+        if session.grant is None or session.on_expiry is None or session.closed:
+            return
+        delay = max(0.0, session.grant.expires_at - self.clock())
+        session._expiry = asyncio.get_running_loop().call_later(delay, self._expired, session)
+
+    def _expired(self, session: Session) -> None:
+        session._expiry = None
+        if session.grant is not None and session.on_expiry is not None and not session.closed:
+            if self.clock() >= session.grant.expires_at:
+                session.on_expiry()
+            else:  # the clock the timer ran on was ahead of ours: wait for the rest
+                self._arm(session)
 
     def refused(self, transport: str, code: ErrorCode) -> None:
         self.metrics.errors.labels(str(code), transport).inc()
 
-    def authenticate(self, session: Session, token: str) -> None:
-        """Replace the connection's grant, e.g. with a fresh token before the old one expires."""
-        if self.verifier is not None:
-            session.grant = self.verifier.verify(token)
+    def authenticate(self, session: Session, token: str) -> bool:
+        """Replace the connection's grant, e.g. with a fresh token before the old one expires;
+        True when the grant changed (what it covers may have, too)."""
+        if self.verifier is None:
+            return False
+        grant = self.verifier.verify(token)
+        if grant == session.grant:
+            return False
+        session.grant = grant
+        self._arm(session)
+        return True
 
-    def require_grant(self, session: Session, token: str | None = None) -> Grant | None:
+    def require_grant(self, session: Session) -> Grant | None:
         """With auth on, raise unless the connection holds a grant that has not expired (every
         message needs one, not only joins, so an expired token stops relaying too); return it."""
         if self.verifier is None:
             return None
-        if token:
-            self.authenticate(session, token)
         if session.grant is None:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
-        if time.time() >= session.grant.expires_at:
+        if self.clock() >= session.grant.expires_at:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired; authenticate again")
         return session.grant
 
-    def authorize(self, session: Session, action: Action, name: str, token: str | None = None) -> None:
+    def authorize(self, session: Session, action: Action, name: str) -> None:
         """Raise unless the connection may do `action` on `name`; a no-op without auth."""
-        grant = self.require_grant(session, token)
+        grant = self.require_grant(session)
         if grant is not None:
-            grant.check(action, name)
+            grant.check(action, name, self.clock())
 
     def admit(self, session: Session, kind: Kind) -> None:
         """Let one message through, or raise `rate_limited`."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal, Protocol
+from collections.abc import Callable
+from typing import Literal, NamedTuple, Protocol
 
 from signaling.errors import ErrorCode, SignalingError
 from signaling.messages import (
@@ -17,6 +18,7 @@ from signaling.messages import (
     GoneReason,
     IceCandidate,
     Kicked,
+    LeaveReason,
     Outbound,
     PeerJoined,
     PeerLeft,
@@ -41,6 +43,16 @@ class Sink(Protocol):
 
     async def evict(self, reason: str) -> None:
         """Disconnect the peer so that it reconnects and joins again."""
+
+
+# Whether a peer may still do something ("rooms", "publish" or "play") with a room or stream.
+Allows = Callable[[Literal["rooms", "publish", "play"], str], bool]
+
+
+class Withdrawn(NamedTuple):
+    rooms: list[str]
+    published: list[str]
+    played: list[str]
 
 
 class RelayObserver(Protocol):
@@ -149,7 +161,7 @@ class Hub:
         await self._tell([m.peer_id for m in existing], PeerJoined(room, peer_id, metadata))
         return existing
 
-    async def leave(self, peer_id: str, room: str) -> None:
+    async def leave(self, peer_id: str, room: str, reason: LeaveReason = "left") -> None:
         """Leave a room, ending first what the peer published or played in it."""
         if room not in await self.store.rooms_of(peer_id):
             raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
@@ -160,7 +172,7 @@ class Hub:
                 await self.stop(peer_id, stream_id)
         remaining = await self.store.leave(room, peer_id)
         log.info("peer=%s room=%s left", peer_id, room)
-        await self._tell(remaining, PeerLeft(room, peer_id, "left"))
+        await self._tell(remaining, PeerLeft(room, peer_id, reason))
 
     # Streams
 
@@ -228,20 +240,41 @@ class Hub:
             self.observer.relayed_message(_kind(signal), time.perf_counter() - started)
         return route
 
-    async def kick(self, peer_id: str, reason: str) -> bool:
-        """Remove a peer on an operator's word, wherever it is connected; False if unknown.
+    async def kick(self, peer_id: str, reason: str, gone: GoneReason = "kicked") -> bool:
+        """Remove a peer on an operator's (or its token's) word, wherever it is connected; False
+        if unknown.
 
-        Its room-mates and counterparts are told at once (reason "kicked"); the peer itself gets
-        the reason and is disconnected by the node that holds it.
+        Its room-mates and counterparts are told at once (reason `gone`); the peer itself gets
+        `reason` and is disconnected by the node that holds it.
         """
         removal = await self.store.remove_peer(peer_id)
-        await self._announce_removal(peer_id, removal, "kicked")
+        await self._announce_removal(peer_id, removal, gone)
         # Handed over when a node holds the peer, even one that held no room or stream.
         reached = await self.delivery.deliver(peer_id, Kicked(reason))
         if reached or removal.rooms or removal.published or removal.played:
             log.warning("peer=%s kicked: %s", peer_id, reason)
             return True
         return False
+
+    async def withdraw(self, peer_id: str, allows: Allows) -> Withdrawn:
+        """Leave the rooms and end the streams that `allows` no longer covers (a narrower token);
+        the others are told with reason "expired". Returns what was given up."""
+        published, playing = await self.store.peer_streams(peer_id)
+        withdrawn = Withdrawn(
+            [room for room in await self.store.rooms_of(peer_id) if not allows("rooms", room)],
+            [stream_id for stream_id in published if not allows("publish", stream_id)],
+            [stream_id for stream_id in playing if not allows("play", stream_id)],
+        )
+        for stream_id in withdrawn.published:
+            await self._announce_unpublished(await self.store.unpublish(stream_id, peer_id), "expired")
+        for stream_id in withdrawn.played:
+            stream = await self.store.stop_playing(stream_id, peer_id)
+            await self.delivery.deliver(stream.publisher, ViewerLeft(stream_id, peer_id, "expired"))
+        for room in withdrawn.rooms:
+            await self.leave(peer_id, room, "expired")
+        if any(withdrawn):
+            log.info("peer=%s gave up what its new token does not grant: %s", peer_id, withdrawn)
+        return withdrawn
 
     async def counterpart(self, peer_id: str, key: str) -> tuple[str, Route]:
         """The one peer on the other side of a stream or two-peer room named `key`.

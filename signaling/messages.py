@@ -12,9 +12,10 @@ from typing import Any, Literal, NamedTuple
 from signaling.store import Metadata, Route
 
 # "node_lost": the server process holding the peer died; another node announced it.
-LeaveReason = Literal["left", "disconnected", "node_lost", "kicked"]
-EndReason = Literal["stopped", "disconnected", "node_lost", "kicked"]
-GoneReason = Literal["disconnected", "node_lost", "kicked"]
+# "expired": the peer's token expired (or no longer granted it), so the server took it out.
+LeaveReason = Literal["left", "disconnected", "node_lost", "kicked", "expired"]
+EndReason = Literal["stopped", "disconnected", "node_lost", "kicked", "expired"]
+GoneReason = Literal["disconnected", "node_lost", "kicked", "expired"]
 DescriptionType = Literal["offer", "answer"]
 
 

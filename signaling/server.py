@@ -39,6 +39,7 @@ HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 PENDING_HEADS = web.AppKey("pending_heads", PendingHeads)
+GUARD = web.AppKey("guard", Guard)
 
 
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -169,6 +170,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     heads = PendingHeads(guard)
     app = web.Application(middlewares=[client_requests(heads)])
     app[PENDING_HEADS] = heads
+    app[GUARD] = guard
     hub = _hub(app, settings, store)
     hub.observer = metrics
     sio = SignalingServer(

@@ -6,6 +6,7 @@ events and internal failures are all answered in one place, the same way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -17,11 +18,11 @@ import socketio
 from socketio import packet
 
 from signaling import fastjson
-from signaling.auth import Action
+from signaling.auth import Action, Grant
 from signaling.engineio_direct import DirectSocket, DirectWebSocket
 from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard, Session
-from signaling.hub import Hub
+from signaling.hub import Hub, Withdrawn
 from signaling.logs import brief
 from signaling.messages import (
     Candidate,
@@ -101,6 +102,9 @@ EVENT_KINDS: dict[str, Kind] = {
     "peer-message": "relay",
 }
 
+
+# Events that need no valid token: giving things up is always allowed, expired token or not.
+UNGUARDED = frozenset({"leave", "stop"})
 
 # Events that need the connection's token to grant them: (claim, field naming the room or stream).
 AUTHORIZE: dict[str, tuple[Action, str]] = {
@@ -296,6 +300,7 @@ class SocketIOTransport:
         self._ice = ice
         self._ice_expiry: dict[str, float] = {}  # sid -> when the credentials it was given expire
         self._schemas = build_schemas(limits)
+        self._background: set[asyncio.Task[Any]] = set()
         self._handlers: dict[str, Handler] = {
             "join": self.join,
             "leave": self.leave,
@@ -325,7 +330,7 @@ class SocketIOTransport:
                 raise SignalingError(
                     ErrorCode.UNAUTHORIZED, 'a token is required: connect with auth {"token": ...}'
                 )
-            self._sessions[sid] = self._guard.open(address, "socketio", token)
+            session = self._sessions[sid] = self._guard.open(address, "socketio", token)
         except SignalingError as error:
             log.warning(
                 "peer=%s from %s refused: %s", peer, address, error.message, extra={"code": error.code}
@@ -334,6 +339,7 @@ class SocketIOTransport:
             raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
         log.info("peer=%s connected from %s", peer, address)
         self._hub.connect(peer, SocketIOSink(self._sio, sid))
+        self._guard.watch_expiry(session, partial(self._expired, peer))
 
     async def disconnect(self, sid: str, reason: str = "") -> None:
         peer = self._hub.peer_id(sid)
@@ -362,11 +368,12 @@ class SocketIOTransport:
             request = parse(self._schemas[name], name, tuple(data[1:]))
             if session is not None:
                 if name == "authenticate":
-                    self._guard.authenticate(session, request["token"])
+                    if self._guard.authenticate(session, request["token"]):
+                        request["grant"] = session.grant  # for the handler: what it still covers
                 elif name in AUTHORIZE:
                     action, field = AUTHORIZE[name]
                     self._guard.authorize(session, action, request[field])
-                else:
+                elif name not in UNGUARDED:
                     self._guard.require_grant(session)
             return {"ok": True, **await handler(peer, request)}
         except SignalingError as error:
@@ -421,7 +428,19 @@ class SocketIOTransport:
             raise
 
     async def authenticate(self, peer: str, request: dict[str, Any]) -> Reply:
-        return {}  # checked and applied in dispatch, where the connection's session is at hand
+        # The token was checked and applied in dispatch, where the connection's session is at
+        # hand; a new grant may cover less than the old one did.
+        grant: Grant | None = request.get("grant")
+        withdrawn = (
+            await self._hub.withdraw(peer, grant.allows) if grant is not None else Withdrawn([], [], [])
+        )
+        return {"revoked": {"rooms": withdrawn.rooms, "streams": [*withdrawn.published, *withdrawn.played]}}
+
+    def _expired(self, peer: str) -> None:
+        """The connection's token expired, and no fresh one came: its session ends."""
+        kick = self._hub.kick(peer, "the token expired: connect again with a fresh one", gone="expired")
+        self._background.add(task := asyncio.get_running_loop().create_task(kick))
+        task.add_done_callback(self._background.discard)
 
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
