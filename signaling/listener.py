@@ -28,9 +28,9 @@ class PendingHeads:
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
-        self._pending: dict[asyncio.BaseProtocol, str] = {}
+        self._pending: dict[object, str] = {}  # by aiohttp's protocol object of the connection
 
-    def opened(self, protocol: asyncio.BaseProtocol, transport: asyncio.Transport) -> None:
+    def opened(self, protocol: object, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         try:
@@ -49,11 +49,11 @@ class PendingHeads:
 
     def served(self, protocol: object) -> None:
         """The connection's first request has arrived: it holds no slot from now on."""
-        address = self._pending.pop(protocol, None)  # type: ignore[call-overload]
+        address = self._pending.pop(protocol, None)
         if address is not None:
             self._guard.release(address)
 
-    def lost(self, protocol: asyncio.BaseProtocol) -> None:
+    def lost(self, protocol: object) -> None:
         self.served(protocol)
 
     def __len__(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -15,6 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from signaling.auth import Grant, TokenVerifier
 from signaling.client import RequestFailed, SignalingClient
 from signaling.errors import ErrorCode, SignalingError
+from signaling.guard import Guard
+from signaling.metrics import Metrics
+from signaling.ratelimit import RateLimits
 from signaling.server import GUARD
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import ConnectPeer
@@ -73,6 +77,29 @@ def test_verifier_public_keys(kind: str) -> None:
     assert verifier.verify(token(private, kind, sub="k")).subject == "k"  # type: ignore[arg-type]
     with pytest.raises(SignalingError):
         verifier.verify(token(SECRET, "HS256"))
+
+
+async def test_the_expiry_timer_follows_the_grant() -> None:
+    now = time.time()
+    guard = Guard(
+        rate_limits=RateLimits(),
+        connections_per_address=5,
+        metrics=Metrics(),
+        verifier=TokenVerifier(SECRET, ["HS256"]),
+        clock=lambda: now,
+    )
+    session = guard.open("10.0.0.1", "test", token(ttl=60))
+    expired = asyncio.Event()
+    guard.watch_expiry(session, expired.set)
+    first = session._expiry
+    assert first is not None and 55 < first.when() - asyncio.get_running_loop().time() <= 60
+    assert guard.authenticate(session, token(ttl=600))  # a fresh token moves the expiry
+    assert first.cancelled() and session._expiry is not None
+    assert not guard.authenticate(session, token(ttl=600))  # the same grant changes nothing
+    now += 3600  # by the guard's clock, the next grant has expired already: the timer fires now
+    assert guard.authenticate(session, token(ttl=900))
+    await asyncio.wait_for(expired.wait(), 5)
+    guard.close(session)
 
 
 async def test_socketio_requires_a_valid_token(start_server: StartServer, connect: ConnectPeer) -> None:

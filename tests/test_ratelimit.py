@@ -10,6 +10,9 @@ import socketio
 
 from signaling.client import SignalingClient
 from signaling.errors import ErrorCode, SignalingError
+from signaling.guard import Guard
+from signaling.listener import PendingHeads
+from signaling.metrics import Metrics
 from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Rate, RateLimits
 from tests.conftest import ConnectAntMedia, StartServer
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
@@ -169,3 +172,34 @@ async def test_bare_engineio_sessions_count_too(start_server: StartServer) -> No
             raise AssertionError("a closed session's slot was not given back")
         for ws in held[1:]:
             await ws.close()
+
+
+class FakeTransport:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.aborted = False
+
+    def get_extra_info(self, name: str) -> object:
+        return (self.address, 40000) if name == "peername" else None
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_connections_without_a_request_head_hold_an_address_slot() -> None:
+    guard = Guard(rate_limits=RateLimits(), connections_per_address=2, metrics=Metrics())
+    heads = PendingHeads(guard)
+    first, second, third = (object(), object(), object())
+    transports = [FakeTransport("10.0.0.9") for _ in range(3)]
+    for protocol, transport in zip((first, second, third), transports, strict=True):
+        heads.opened(protocol, transport)  # type: ignore[arg-type]  # a stand-in transport
+    assert [t.aborted for t in transports] == [False, False, True]  # over the limit: cut at once
+    assert len(heads) == 2
+    heads.served(first)  # its head came: the slot goes back, for its session to take
+    heads.lost(first)  # and is not given back twice
+    heads.lost(second)
+    assert len(heads) == 0
+    guard.reserve("10.0.0.9", "test")
+    guard.reserve("10.0.0.9", "test")
+    with pytest.raises(SignalingError):
+        guard.reserve("10.0.0.9", "test")

@@ -102,6 +102,22 @@ def test_errors_are_bounded_however_many_fields_are_wrong() -> None:
     assert error.message.endswith("and 990 more")
 
 
+def test_unknown_keys_by_the_thousand_cost_little_and_are_reported_bounded() -> None:
+    nested = {"target": "p", "candidate": {**CANDIDATE, **{f"k{i}": i for i in range(5000)}}}
+    error = refusal("ice-candidate", nested)
+    assert error.fields is not None and len(error.fields["candidate"]) == 10
+    assert len(error.message) < 300
+    flat = refusal("offer", {"target": "p", "sdp": "v=0", **{f"k{i}": i for i in range(5000)}})
+    assert error.fields is not None and flat.message.endswith("and 4990 more")
+
+
+def test_unpaired_surrogates_are_not_text() -> None:
+    error = refusal("offer", {"target": "p", "sdp": "v=0\ud800"})
+    assert error.fields == {"sdp": ["Not valid Unicode text (it has an unpaired surrogate)."]}
+    assert refusal("join", {"room": "a", "metadata": {"name": "\udfff"}}).fields is not None
+    assert parse(SCHEMAS["offer"], "offer", ({"target": "p", "sdp": "v=0 \U0001f600"},))["sdp"]
+
+
 # The fast path must never accept what the schema refuses, nor change what it returns.
 _text = st.one_of(st.text(max_size=5), st.sampled_from(["", "room-1", "bad room", "p" * 129, "v" * 1001]))
 _value = st.one_of(
@@ -140,6 +156,7 @@ _ODD_VALUES: list[Any] = [
     *(None, True, 1.5, [], {}, 0, -1, 65535, 65536),
     *("", "answer", "offer", "room-1", "bad room", "x" * 64, "x" * 65, "c" * 200, "c" * 201),
     *("m" * 256, "m" * 257, "s" * 1000, "s" * 1001),
+    *("v=0 \u00e9t\u00e9", "v=0\ud800", "\udc00"),  # text, and unpaired surrogates (not text)
 ]
 _odd = st.one_of(st.sampled_from(_ODD_VALUES), _value)
 
