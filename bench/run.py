@@ -87,11 +87,20 @@ def ours_env(port: int, **extra: str) -> dict[str, str]:
     }
 
 
+# The server's own limits, for the runs that are about them (the others lift them).
+DEFAULT_LIMITS = {
+    "RATE_RELAY": "100/400",
+    "RATE_CONTROL": "5/20",
+    "MAX_CONNECTIONS_PER_IP": "50",
+    "MAX_PEER_UNREAD_BYTES": "1048576",
+}
+
+
 @contextmanager
-def start_ours(nodes: int = 1, redis_url: str | None = None) -> Iterator[Server]:
+def start_ours(nodes: int = 1, redis_url: str | None = None, **env: str) -> Iterator[Server]:
     server = Server("this server" if nodes == 1 else f"this server, {nodes} nodes", "")
     ports = [free_port() for _ in range(nodes)]
-    extra = {"REDIS_URL": redis_url} if redis_url else {}
+    extra = {"REDIS_URL": redis_url, **env} if redis_url else env
     try:
         for port in ports:
             server.processes.append(
@@ -186,6 +195,27 @@ def load(server: Server, scenario: str, *flags: str) -> dict[str, Any]:
     # The load generator's own CPU over the same window: whether it, not the server, was the limit.
     result["load_cpu_seconds"] = load_after - load_before
     return result
+
+
+@contextmanager
+def attacking(server: Server, connections: int = 20) -> Iterator[dict[str, Any]]:
+    """bench/attack.py against `server` for the duration of the block; then holds its report."""
+    port = server.url.split()[0].rsplit(":", 1)[1]
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "attack.py"), port, str(connections)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    report: dict[str, Any] = {}
+    try:
+        time.sleep(1)  # under way before the measurement starts
+        yield report
+    finally:
+        process.stdin.close()
+        report.update(json.loads(process.stdout.readline() or "{}"))
+        stop([process])
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -342,6 +372,19 @@ def run(quick: bool) -> dict[str, Any]:
     rows.append(single("Ant Media path throughput", "msg/s", am["rate"]))
     rows.append(single("Ant Media path CPU per 1,000", "s", cpu_per_1000(am)))
     rows.append(single(f"Ant Media path latency at {size['rate']} msg/s, p99", "ms", am_latency["p99"]))
+    # Honest pairs' latency with and without 20 connections flooding, being cut off and coming
+    # back, on a server with its default limits (the attackers have an address of their own).
+    flooders = 5 if quick else 20
+    with start_ours(**DEFAULT_LIMITS) as guarded:
+        calm = load(guarded, "latency", *latency)
+        with attacking(guarded, flooders) as attack:
+            stormy = load(guarded, "latency", *latency)
+    rows.append(single(f"default limits: latency at {size['rate']} msg/s, p99", "ms", calm["p99"]))
+    rows.append(
+        single(f"the same while {flooders} flooders are cut off and reconnect, p99", "ms", stormy["p99"])
+    )
+    rows.append(single("flooder connections during that run", "connections", attack.get("connections", 0)))
+    rows.append(single("of which got to flood before being cut off", "connections", attack.get("flooded", 0)))
     with start_redis() as (redis_url, redis_process), start_ours(nodes=2, redis_url=redis_url) as cluster:
         cluster.processes.append(redis_process)  # Redis's CPU counts against the cluster too
         pair = load(cluster, "throughput", *throughput)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from signaling.auth import Action, Grant, TokenVerifier
 from signaling.errors import ErrorCode, SignalingError
 from signaling.metrics import Metrics
-from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Kind, RateLimits
+from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Kind, RateLimits
 
 log = logging.getLogger("signaling.guard")
 
@@ -41,6 +41,7 @@ class Guard:
         connections_per_address: int,
         metrics: Metrics,
         verifier: TokenVerifier | None = None,
+        flood_cooldown: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rate_limits = rate_limits
@@ -48,6 +49,7 @@ class Guard:
         self.verifier = verifier
         self.clock = clock  # wall-clock seconds, like tokens' `exp`
         self._addresses = AddressLimiter(connections_per_address)
+        self._cooldowns = Cooldowns(flood_cooldown)
 
     @property
     def auth_required(self) -> bool:
@@ -55,7 +57,15 @@ class Guard:
 
     def reserve(self, address: str, transport: str) -> None:
         """Take one of the address's connection slots (at the lowest level the transport has:
-        engine.io sessions for socket.io), or raise `too_many_connections`."""
+        engine.io sessions for socket.io), or raise `too_many_connections` (`rate_limited` while
+        the address cools down after a flood)."""
+        wait = self._cooldowns.remaining(address)
+        if wait > 0:
+            self.refused(transport, ErrorCode.RATE_LIMITED)
+            raise SignalingError(
+                ErrorCode.RATE_LIMITED,
+                f"a connection from {address} was closed for flooding; connect again in {wait:.0f} s",
+            )
         if not self._addresses.acquire(address):
             self.refused(transport, ErrorCode.TOO_MANY_CONNECTIONS)
             raise SignalingError(
@@ -140,5 +150,11 @@ class Guard:
             grant.check(action, name, self.clock())
 
     def admit(self, session: Session, kind: Kind) -> None:
-        """Let one message through, or raise `rate_limited`."""
-        session.limiter.check(kind)
+        """Let one message through, or raise `rate_limited`; a connection that keeps flooding
+        (the transport then closes it) puts its address in a cooldown."""
+        try:
+            session.limiter.check(kind)
+        except SignalingError:
+            if session.limiter.flooding:
+                self._cooldowns.start(session.address)
+            raise

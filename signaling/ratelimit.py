@@ -82,6 +82,32 @@ class ConnectionLimiter:
 
 
 @dataclass
+class Cooldowns:
+    """Addresses that may not connect for a while: one of their connections was cut off for
+    flooding, and reconnecting at once would only start the flood again."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+    _until: dict[str, float] = field(default_factory=dict)
+
+    def start(self, address: str) -> None:
+        if self.seconds > 0:
+            now = self.clock()
+            if len(self._until) >= 1024:  # forget the ones that are over, so the table stays small
+                self._until = {a: until for a, until in self._until.items() if until > now}
+            self._until[address] = now + self.seconds
+
+    def remaining(self, address: str) -> float:
+        until = self._until.get(address)
+        if until is None:
+            return 0.0
+        left = until - self.clock()
+        if left <= 0:
+            del self._until[address]
+        return max(0.0, left)
+
+
+@dataclass
 class AddressLimiter:
     """Live connections per client address, across both transports."""
 

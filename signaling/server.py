@@ -166,6 +166,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         connections_per_address=settings.max_connections_per_ip,
         metrics=metrics,
         verifier=settings.token_verifier,
+        flood_cooldown=settings.flood_cooldown,
     )
     heads = PendingHeads(guard)
     app = web.Application(middlewares=[client_requests(heads)])

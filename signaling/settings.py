@@ -42,6 +42,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be a number, 0 or more")
+    return value
+
+
 def _rate(raw: str) -> Rate:
     per_second, _, burst = raw.partition("/")
     rate = Rate(float(per_second), int(burst or per_second))
@@ -186,6 +193,12 @@ OPTIONS: tuple[Option, ...] = (
         "rate_limited refusals after which a connection is closed as a flooder",
     ),
     Option(
+        "flood_cooldown",
+        "FLOOD_COOLDOWN",
+        _non_negative_float,
+        "seconds an address may not connect after one of its connections was closed for flooding (0: off)",
+    ),
+    Option(
         "max_connections_per_ip",
         "MAX_CONNECTIONS_PER_IP",
         _positive_int,
@@ -285,6 +298,7 @@ class Settings:
     rate_query: Rate = RateLimits.query
     rate_limit_strikes: int = RateLimits.strikes
     max_connections_per_ip: int = 50
+    flood_cooldown: float = 10.0
     header_timeout: float = 10.0
     ping_interval: float = 25.0
     ping_timeout: float = 20.0

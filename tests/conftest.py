@@ -37,6 +37,8 @@ TEST_SETTINGS = Settings(
     rate_relay=UNLIMITED,
     rate_control=UNLIMITED,
     rate_query=UNLIMITED,
+    # Tests flood and then connect again from the same address: the cooldown has tests of its own.
+    flood_cooldown=0,
 )
 
 

@@ -33,7 +33,8 @@ def attacker_session() -> aiohttp.ClientSession:
 
 
 async def test_flood_cut_off_and_reconnect_holds_no_memory(start_process: StartProcess) -> None:
-    server = await start_process(MAX_CONNECTIONS_PER_IP="20")
+    # Without the cooldown that bars a flooder's address, so that it can come back at once.
+    server = await start_process(MAX_CONNECTIONS_PER_IP="20", FLOOD_COOLDOWN="0")
     pair = await HonestPair.join(server.url)
     before = server.rss_mib()
     burst = masked(b"40") + masked(b'42["x"]') * 8000  # 60 KB of tiny events, all refused
@@ -60,6 +61,23 @@ async def test_flood_cut_off_and_reconnect_holds_no_memory(start_process: StartP
     assert refused <= 20, f"{refused} reconnects refused: slots of cut-off connections held"
     assert len(server.log()) < 100  # it was 22,000 lines
     await pair.close()
+    assert_clean(server)
+
+
+async def test_a_flooder_cannot_come_straight_back(start_process: StartProcess) -> None:
+    server = await start_process(FLOOD_COOLDOWN="30")
+    pair = await HonestPair.join(server.url)
+    ws = await RawWebSocket.open(server.port, SOCKETIO_WS)
+    ws.write(masked(b"40") + masked(b'42["x"]') * 8000)
+    await ws.until_closed()
+    # Its address is barred for FLOOD_COOLDOWN: turned away at once, before any HTTP is read.
+    with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+        await RawWebSocket.open(server.port, SOCKETIO_WS)
+    await pair.exchange()  # other addresses are served as ever
+    async with SignalingClient() as newcomer:
+        await newcomer.connect(server.url)
+    await pair.close()
+    assert len(server.log()) < 40
     assert_clean(server)
 
 

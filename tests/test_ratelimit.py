@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -13,7 +14,7 @@ from signaling.errors import ErrorCode, SignalingError
 from signaling.guard import Guard
 from signaling.listener import PendingHeads
 from signaling.metrics import Metrics
-from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Rate, RateLimits
+from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Rate, RateLimits
 from tests.conftest import ConnectAntMedia, StartServer
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
 
@@ -172,6 +173,39 @@ async def test_bare_engineio_sessions_count_too(start_server: StartServer) -> No
             raise AssertionError("a closed session's slot was not given back")
         for ws in held[1:]:
             await ws.close()
+
+
+def test_cooldowns_bar_an_address_for_a_while() -> None:
+    clock = Clock()
+    cooldowns = Cooldowns(10, clock)
+    assert cooldowns.remaining("10.0.0.1") == 0
+    cooldowns.start("10.0.0.1")
+    clock.now = 4
+    assert cooldowns.remaining("10.0.0.1") == 6 and cooldowns.remaining("10.0.0.2") == 0
+    clock.now = 10
+    assert cooldowns.remaining("10.0.0.1") == 0
+    off = Cooldowns(0, clock)
+    off.start("10.0.0.1")
+    assert off.remaining("10.0.0.1") == 0
+
+
+def test_a_flooding_connection_puts_its_address_in_a_cooldown() -> None:
+    guard = Guard(
+        rate_limits=RateLimits(control=Rate(1, 1), strikes=2),
+        connections_per_address=5,
+        metrics=Metrics(),
+        flood_cooldown=30,
+    )
+    guard.reserve("10.0.0.1", "test")
+    session = guard.open("10.0.0.1", "test")
+    for _ in range(3):
+        with contextlib.suppress(SignalingError):
+            guard.admit(session, "control")
+    assert session.limiter.flooding
+    with pytest.raises(SignalingError) as barred:
+        guard.reserve("10.0.0.1", "test")
+    assert barred.value.code == ErrorCode.RATE_LIMITED and "flooding" in barred.value.message
+    guard.reserve("10.0.0.2", "test")
 
 
 class FakeTransport:
