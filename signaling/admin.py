@@ -59,7 +59,7 @@ class AdminApi:
 
     async def _room(self, room: str) -> dict[str, Any]:
         members = await self._hub.store.members(room)
-        streams = await self._hub.store.room_streams(room)
+        streams = await self._hub.room_streams(room)
         return {
             "room": room,
             "peers": [{"peerId": m.peer_id, "metadata": m.metadata} for m in members],

@@ -36,7 +36,6 @@ from signaling.messages import (
     PeerMessage,
     Relayed,
     SessionDescription,
-    Signal,
     StreamEnded,
     StreamPublished,
     StreamUnpublished,
@@ -609,26 +608,22 @@ class AntMediaTransport:
 
     async def take_configuration(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         stream_id = request["streamId"]
-        route = await self._relay(peer, stream_id, SessionDescription(request["type"], request["sdp"]))
+        description = SessionDescription(request["type"], request["sdp"])
+        _, plays = await self._hub.relay_through(peer.peer_id, stream_id, description)
         # A player's answer completes its side of the negotiation: what Ant Media calls play_started.
-        if request["type"] == "answer" and route.stream_id is not None:
-            _, playing = await self._hub.store.peer_streams(peer.peer_id)
-            if stream_id in playing:
-                return [notification("play_started", streamId=stream_id)]
+        if request["type"] == "answer" and plays:
+            return [notification("play_started", streamId=stream_id)]
         return []
 
     async def take_candidate(self, peer: AntMediaPeer, request: Message) -> list[Message]:
         candidate = Candidate(request["candidate"], request["id"], request["label"])
-        await self._relay(peer, request["streamId"], IceCandidate(candidate))
+        await self._hub.relay_through(peer.peer_id, request["streamId"], IceCandidate(candidate))
         return []
 
     async def peer_message(self, peer: AntMediaPeer, request: Message) -> list[Message]:
-        await self._relay(peer, request["streamId"], PeerMessage(request["definition"], request["data"]))
+        message = PeerMessage(request["definition"], request["data"])
+        await self._hub.relay_through(peer.peer_id, request["streamId"], message)
         return []
-
-    async def _relay(self, peer: AntMediaPeer, stream_id: str, signal: Signal) -> Route:
-        target, route = await self._hub.counterpart(peer.peer_id, stream_id)
-        return await self._hub.relay(peer.peer_id, target, signal, room=route.room, stream_id=route.stream_id)
 
     # Publish / play
 
@@ -639,7 +634,7 @@ class AntMediaTransport:
         room = next((r for r, m in peer.rooms.items() if m.stream_id == stream_id), None)
         if room is None and peer.mode(request["mainTrack"] or "") == "conference":
             room = request["mainTrack"]
-        if await self._hub.store.stream(stream_id) is None:
+        if not await self._hub.is_published(stream_id, room):
             # The SDK opens a peer connection on publish() and, when nobody answers it within 3 s,
             # tears it down and publishes again, forever: without a media server nobody answers
             # until a viewer plays. Closing it now stops that loop; `start` opens a fresh one per
@@ -662,9 +657,7 @@ class AntMediaTransport:
         ]
 
     async def get_stream_info(self, peer: AntMediaPeer, request: Message) -> list[Message]:
-        stream = await self._hub.store.stream(request["streamId"])
-        if stream is not None and stream.room is not None and peer.mode(stream.room) is None:
-            stream = None  # a room's streams do not exist for those outside it
+        stream = await self._hub.stream(peer.peer_id, request["streamId"])  # a room's: its members only
         if stream is None:
             raise SignalingError(ErrorCode.NO_SUCH_STREAM, f"no stream {request['streamId']!r} is published")
         # No media passes through this server, so there are no resolutions or bitrates to report.
@@ -678,7 +671,7 @@ class AntMediaTransport:
         metadata = {"client": "antmedia", "streamId": stream_id}
         await self._hub.join(peer.peer_id, room, metadata, mode="conference")
         peer.rooms[room] = Membership("conference", stream_id)
-        streams = [s.stream_id for s in await self._hub.store.room_streams(room)]
+        streams = [s.stream_id for s in await self._hub.room_streams(room)]
         return [
             notification(
                 "joinedTheRoom",
@@ -700,7 +693,7 @@ class AntMediaTransport:
             # A room's stream list is for its members only.
             raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
         asker = request.get("streamId")
-        streams = [s.stream_id for s in await self._hub.store.room_streams(room) if s.stream_id != asker]
+        streams = [s.stream_id for s in await self._hub.room_streams(room) if s.stream_id != asker]
         return [
             {
                 "command": "roomInformation",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal, NamedTuple, Protocol
 
 from signaling.errors import ErrorCode, SignalingError
@@ -31,7 +32,7 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.store import Member, Metadata, Removal, Route, Store, Stream
+from signaling.store import Member, Metadata, Removal, Route, Store, Stream, stream_key, stream_name
 
 log = logging.getLogger("signaling.hub")
 
@@ -138,9 +139,11 @@ class Hub:
 
     async def _announce_removal(self, peer_id: str, removal: Removal, reason: GoneReason) -> None:
         for stream in removal.published:
-            await self._announce_unpublished(stream, reason)
+            await self._announce_unpublished(_named(stream), reason)
         for stream in removal.played:
-            await self.delivery.deliver(stream.publisher, ViewerLeft(stream.stream_id, peer_id, reason))
+            await self.delivery.deliver(
+                stream.publisher, ViewerLeft(stream_name(stream.stream_id), peer_id, reason)
+            )
         for departure in removal.rooms:
             log.info("peer=%s room=%s left (%s)", peer_id, departure.room, reason)
             await self._tell(departure.remaining, PeerLeft(departure.room, peer_id, reason))
@@ -166,20 +169,27 @@ class Hub:
         if room not in await self.store.rooms_of(peer_id):
             raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
         published, playing = await self.store.peer_streams(peer_id)
-        for stream_id in [*published, *playing]:
-            stream = await self.store.stream(stream_id)
+        for key in published:
+            stream = await self.store.stream(key)
             if stream is not None and stream.room == room:
-                await self.stop(peer_id, stream_id)
+                await self._unpublish(peer_id, key)
+        for key in playing:
+            stream = await self.store.stream(key)
+            if stream is not None and stream.room == room:
+                await self._stop_playing(peer_id, key)
         remaining = await self.store.leave(room, peer_id)
         log.info("peer=%s room=%s left", peer_id, room)
         await self._tell(remaining, PeerLeft(room, peer_id, reason))
 
-    # Streams
+    # Streams: the store holds them by `stream_key`; clients know them by `stream_name`, and every
+    # stream id a client gives is resolved from where it stands (`_own`, `_visible`).
 
     async def publish(
         self, peer_id: str, stream_id: str, *, room: str | None = None, max_viewers: int | None = None
     ) -> Stream:
-        stream = await self.store.publish(stream_id, peer_id, room, max_viewers)
+        if await self._own(peer_id, stream_id, playing=False) is not None:
+            raise SignalingError(ErrorCode.ALREADY_PUBLISHING, f"already publishing {stream_id!r}")
+        stream = await self.store.publish(stream_key(room, stream_id), peer_id, room, max_viewers)
         log.info(
             "peer=%s stream=%s published (room %s, viewers %s)",
             peer_id,
@@ -189,36 +199,73 @@ class Hub:
         )
         if room is not None:
             await self._tell(await self._others(room, peer_id), StreamPublished(room, stream_id, peer_id))
-        return stream
+        return _named(stream)
 
     async def unpublish(self, peer_id: str, stream_id: str) -> Stream:
-        stream = await self.store.unpublish(stream_id, peer_id)
-        log.info("peer=%s stream=%s unpublished", peer_id, stream_id)
+        key = await self._own(peer_id, stream_id, playing=False)
+        return await self._unpublish(peer_id, key or stream_id)
+
+    async def _unpublish(self, peer_id: str, key: str) -> Stream:
+        stream = _named(await self.store.unpublish(key, peer_id))
+        log.info("peer=%s stream=%s unpublished", peer_id, stream.stream_id)
         await self._announce_unpublished(stream, "stopped")
         return stream
 
     async def play(self, viewer: str, stream_id: str) -> Stream:
-        stream = await self.store.play(stream_id, viewer)
+        stream = _named(await self.store.play(await self._visible(viewer, stream_id), viewer))
         log.info("peer=%s stream=%s playing", viewer, stream_id)
         await self.delivery.deliver(stream.publisher, ViewerJoined(stream_id, viewer))
         return stream
 
     async def stop_playing(self, viewer: str, stream_id: str) -> Stream:
-        stream = await self.store.stop_playing(stream_id, viewer)
-        log.info("peer=%s stream=%s stopped playing", viewer, stream_id)
-        await self.delivery.deliver(stream.publisher, ViewerLeft(stream_id, viewer, "stopped"))
+        key = await self._own(viewer, stream_id, published=False)
+        return await self._stop_playing(viewer, key or stream_id)
+
+    async def _stop_playing(self, viewer: str, key: str) -> Stream:
+        stream = _named(await self.store.stop_playing(key, viewer))
+        log.info("peer=%s stream=%s stopped playing", viewer, stream.stream_id)
+        await self.delivery.deliver(stream.publisher, ViewerLeft(stream.stream_id, viewer, "stopped"))
         return stream
 
     async def stop(self, peer_id: str, stream_id: str) -> Literal["published", "played"]:
         """End whichever the peer does with the stream: publish it, or play it."""
         published, playing = await self.store.peer_streams(peer_id)
-        if stream_id in published:
-            await self.unpublish(peer_id, stream_id)
+        key = _find(published, stream_id)
+        if key is not None:
+            await self._unpublish(peer_id, key)
             return "published"
-        if stream_id in playing:
-            await self.stop_playing(peer_id, stream_id)
+        key = _find(playing, stream_id)
+        if key is not None:
+            await self._stop_playing(peer_id, key)
             return "played"
         raise SignalingError(ErrorCode.NOT_STREAMING, f"you neither publish nor play {stream_id!r}")
+
+    async def stream(self, peer_id: str, stream_id: str) -> Stream | None:
+        """The stream by that id that the peer can see: one in a room of its, else one in none."""
+        stream = await self.store.stream(await self._visible(peer_id, stream_id))
+        return None if stream is None else _named(stream)
+
+    async def room_streams(self, room: str) -> list[Stream]:
+        return [_named(stream) for stream in await self.store.room_streams(room)]
+
+    async def is_published(self, stream_id: str, room: str | None) -> bool:
+        return await self.store.stream(stream_key(room, stream_id)) is not None
+
+    async def _own(
+        self, peer_id: str, stream_id: str, *, published: bool = True, playing: bool = True
+    ) -> str | None:
+        """The key of the stream by that id the peer publishes (or plays), if any."""
+        mine, theirs = await self.store.peer_streams(peer_id)
+        return _find([*(mine if published else ()), *(theirs if playing else ())], stream_id)
+
+    async def _visible(self, peer_id: str, stream_id: str) -> str:
+        """The key of the stream by that id the peer can see, first in its own rooms; the id
+        itself (a stream in no room) if there is none."""
+        for room in await self.store.rooms_of(peer_id):
+            key = stream_key(room, stream_id)
+            if await self.store.stream(key) is not None:
+                return key
+        return stream_id
 
     # Relay
 
@@ -233,7 +280,38 @@ class Hub:
     ) -> Route:
         """Deliver a signal to target through a room or stream both are in; return which."""
         started = time.perf_counter()
-        route = await self.store.route(sender, target, room=room, stream_id=stream_id)
+        key = None if stream_id is None else (await self._own(sender, stream_id) or stream_id)
+        route = await self.store.route(sender, target, room=room, stream_id=key)
+        return await self._deliver(sender, target, signal, route, started)
+
+    async def relay_through(self, peer_id: str, name: str, signal: Signal) -> tuple[Route, bool]:
+        """Relay to the one peer on the other side of the stream or two-peer room `name` (for
+        protocols that address a call by its name, as Ant Media's streamId does); returns the
+        route, and whether the sender plays that stream.
+
+        A stream's publisher reaches its single viewer and a viewer its publisher; a peer in a
+        room reaches the only other member.
+        """
+        started = time.perf_counter()
+        published, playing = await self.store.peer_streams(peer_id)
+        key = _find([*published, *playing], name)
+        if key is not None:
+            stream = await self.store.stream(key)
+            if stream is None:  # ended between the two reads
+                raise SignalingError(ErrorCode.NOT_JOINED, f"stream {name!r} has ended")
+            others = list(stream.viewers) if key in published else [stream.publisher]
+            target = self._single(others, name)
+            route = await self.store.route(peer_id, target, stream_id=key)
+            return await self._deliver(peer_id, target, signal, route, started), key in playing
+        if name in await self.store.rooms_of(peer_id):
+            target = self._single(await self._others(name, peer_id), name)
+            route = await self.store.route(peer_id, target, room=name)
+            return await self._deliver(peer_id, target, signal, route, started), False
+        raise SignalingError(ErrorCode.NOT_JOINED, f"not in a room or stream named {name!r}")
+
+    async def _deliver(self, sender: str, target: str, signal: Signal, route: Route, started: float) -> Route:
+        if route.stream_id is not None:
+            route = Route(stream_id=stream_name(route.stream_id))
         log.debug("peer=%s relay %s to %s via %s: %r", sender, type(signal).__name__, target, route, signal)
         await self.delivery.deliver(target, Relayed(sender, target, route, signal))
         if self.observer is not None:
@@ -260,39 +338,23 @@ class Hub:
         """Leave the rooms and end the streams that `allows` no longer covers (a narrower token);
         the others are told with reason "expired". Returns what was given up."""
         published, playing = await self.store.peer_streams(peer_id)
+        unpublish = [key for key in published if not allows("publish", stream_name(key))]
+        unplay = [key for key in playing if not allows("play", stream_name(key))]
         withdrawn = Withdrawn(
             [room for room in await self.store.rooms_of(peer_id) if not allows("rooms", room)],
-            [stream_id for stream_id in published if not allows("publish", stream_id)],
-            [stream_id for stream_id in playing if not allows("play", stream_id)],
+            [stream_name(key) for key in unpublish],
+            [stream_name(key) for key in unplay],
         )
-        for stream_id in withdrawn.published:
-            await self._announce_unpublished(await self.store.unpublish(stream_id, peer_id), "expired")
-        for stream_id in withdrawn.played:
-            stream = await self.store.stop_playing(stream_id, peer_id)
-            await self.delivery.deliver(stream.publisher, ViewerLeft(stream_id, peer_id, "expired"))
+        for key in unpublish:
+            await self._announce_unpublished(_named(await self.store.unpublish(key, peer_id)), "expired")
+        for key in unplay:
+            stream = _named(await self.store.stop_playing(key, peer_id))
+            await self.delivery.deliver(stream.publisher, ViewerLeft(stream.stream_id, peer_id, "expired"))
         for room in withdrawn.rooms:
             await self.leave(peer_id, room, "expired")
         if any(withdrawn):
             log.info("peer=%s gave up what its new token does not grant: %s", peer_id, withdrawn)
         return withdrawn
-
-    async def counterpart(self, peer_id: str, key: str) -> tuple[str, Route]:
-        """The one peer on the other side of a stream or two-peer room named `key`.
-
-        Protocols that address a call by its name rather than by peer (Ant Media's streamId) relay
-        through this: a stream's publisher reaches its single viewer and a viewer its publisher; a
-        peer in a room reaches the only other member.
-        """
-        published, playing = await self.store.peer_streams(peer_id)
-        if key in published or key in playing:
-            stream = await self.store.stream(key)
-            if stream is None:  # ended between the two reads
-                raise SignalingError(ErrorCode.NOT_JOINED, f"stream {key!r} has ended")
-            others = list(stream.viewers) if key in published else [stream.publisher]
-            return self._single(others, key), Route(stream_id=key)
-        if key in await self.store.rooms_of(peer_id):
-            return self._single(await self._others(key, peer_id), key), Route(room=key)
-        raise SignalingError(ErrorCode.NOT_JOINED, f"not in a room or stream named {key!r}")
 
     @staticmethod
     def _single(others: list[str], key: str) -> str:
@@ -318,6 +380,15 @@ class Hub:
     async def _tell(self, peer_ids: list[str], message: Outbound) -> None:
         for peer_id in peer_ids:
             await self.delivery.deliver(peer_id, message)
+
+
+def _named(stream: Stream) -> Stream:
+    """The stream as clients know it: by its id, not its store key."""
+    return stream if "/" not in stream.stream_id else replace(stream, stream_id=stream_name(stream.stream_id))
+
+
+def _find(keys: list[str], stream_id: str) -> str | None:
+    return next((key for key in keys if stream_name(key) == stream_id), None)
 
 
 def _kind(signal: Signal) -> str:

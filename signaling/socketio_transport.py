@@ -445,7 +445,7 @@ class SocketIOTransport:
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
         existing = await self._hub.join(peer, room, request["metadata"])
-        streams = await self._hub.store.room_streams(room)
+        streams = await self._hub.room_streams(room)
         return {
             "peerId": peer,
             "room": room,

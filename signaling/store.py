@@ -50,6 +50,18 @@ class Removal:
     played: list[Stream]
 
 
+def stream_key(room: str | None, stream_id: str) -> str:
+    """The name the store holds a stream by. A stream published in a room lives in that room: its
+    id need only be unique there, and nobody outside it can learn that the id is taken. ('/' is
+    in neither rooms' nor streams' alphabet, so keys never collide.)"""
+    return stream_id if room is None else f"{room}/{stream_id}"
+
+
+def stream_name(key: str) -> str:
+    """The stream id clients know a stream by: its store key without the room."""
+    return key.rpartition("/")[2]
+
+
 class Route(NamedTuple):
     """What links sender and target for a relay: a shared room, or a stream one publishes and the
     other plays. Exactly one is set. (A NamedTuple: one is built for every relayed message.)"""

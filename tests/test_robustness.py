@@ -111,6 +111,41 @@ async def test_room_streams_are_only_for_room_members(
     assert "start" not in member.pending()  # the publisher was never asked to offer to outsiders
 
 
+async def test_a_rooms_stream_ids_are_its_own_and_no_oracle(
+    connect: ConnectPeer, antmedia: ConnectAntMedia, server: RunningServer
+) -> None:
+    member = await connect()
+    await member.join("secret")
+    await member.publish("cam", room="secret")
+    viewer = await connect()
+    await viewer.join("secret")
+    # From outside the room the id is free: publishing it succeeds, so it tells nothing (it
+    # answered stream_in_use while play said no_such_stream).
+    outsider = await connect()
+    await outsider.join("lobby")
+    assert (await outsider.publish("cam"))["room"] is None
+    other_room = await connect()
+    await other_room.join("elsewhere")
+    await other_room.publish("cam", room="elsewhere")
+    # Each finds the stream of its own room first, then the one in no room.
+    assert (await viewer.play("cam"))["publisher"] == member.peer_id
+    passer_by = await connect()
+    assert (await passer_by.play("cam"))["publisher"] == outsider.peer_id
+    offer = await member.request("offer", {"target": viewer.peer_id, "sdp": "v=0", "streamId": "cam"})
+    assert offer == {"ok": True, "streamId": "cam"}
+    assert (await viewer.next("offer"))["streamId"] == "cam"
+    await member.stop("cam")
+    assert (await viewer.next("stream-ended"))["streamId"] == "cam"
+    assert (await passer_by.stop("cam"))["stopped"] == "played"
+    sdk = await antmedia()
+    started = await sdk.request("publish", "notification:publish_started", streamId="cam2")
+    assert started["streamId"] == "cam2"
+    conference = await antmedia()
+    joined = await conference.request("joinRoom", "notification:joinedTheRoom", room="conf", streamId="cam2")
+    await conference.request("publish", "notification:publish_started", streamId=joined["streamId"])
+    assert {s.stream_id for s in await server.hub.room_streams("conf")} == {"cam2"}
+
+
 async def test_p2p_calls_and_conferences_do_not_mix(connect: ConnectPeer, antmedia: ConnectAntMedia) -> None:
     host = await antmedia()
     await host.request("joinRoom", "notification:joinedTheRoom", room="meeting")
