@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from aiohttp import WSMsgType, web
-from engineio import async_socket, exceptions, packet
+from engineio import async_socket, exceptions, packet, payload
 
 from signaling.frames import CLOSE_TIMEOUT, FrameWriter, close_websocket
+from signaling.logs import brief
 
 log = logging.getLogger("signaling.engineio")
 
@@ -105,16 +106,29 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self.queue.put_nowait(None)  # answers a pending long-poll now, not at its timeout
 
     async def handle_post_request(self, environ: dict[str, Any]) -> None:
-        """A long-polling POST. One larger than MAX_MESSAGE_BYTES ends the session here and now:
-        engine.io would close it waiting for a poll that a client sending that never makes."""
+        """A long-polling POST. One larger than MAX_MESSAGE_BYTES, or one that does not decode
+        (engine.io takes at most 16 packets per POST), ends the session here and now: engine.io
+        would close it waiting for a poll that such a client never makes, or log a traceback."""
         if self.closed:
             return  # a POST that raced its session's end: nothing to hand over
         limit = self.server.max_http_buffer_size
-        if int(environ.get("CONTENT_LENGTH") or 0) > limit:
-            log.warning("eio_sid=%s dropped: long-polling POST larger than %d bytes", self.sid, limit)
-            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
-            raise exceptions.ContentTooLongError()
-        await super().handle_post_request(environ)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > limit:
+            await self._refuse_post(f"long-polling POST larger than {limit} bytes")
+        try:
+            body = (await environ["wsgi.input"].read(length)).decode()
+            packets = payload.Payload(encoded_payload=body).packets
+        except Exception as exc:  # the decoder raises whatever the input provokes
+            await self._refuse_post(f"long-polling POST that does not decode ({brief(exc)})")
+        for pkt in packets:
+            await self.receive(pkt)
+
+    async def _refuse_post(self, why: str) -> NoReturn:
+        log.warning("eio_sid=%s dropped: %s", self.sid, why)
+        # engine.io's own close, which leaves the session in engine.io's table: the 400 that
+        # engine.io answers with is given only for a session still there.
+        await super().close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+        raise exceptions.EngineIOError(why)
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         # engine.io's close(wait=True) waits until a long-polling client has polled what is
@@ -125,6 +139,10 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await self.queue.join()
+        if self.closed:
+            # engine.io forgets a closed session only when its next request comes, and a POST
+            # then fails with a traceback: it is forgotten now, and that request gets a 400.
+            self.server.sockets.pop(self.sid, None)
         response, writer = self._response, self._writer
         if self.closed and response is not None and not response.closed and self._closer is None:
             # In the background: close() may be called while handling another client's message.

@@ -134,7 +134,11 @@ class RawWebSocket:
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        except BaseException:
+            writer.close()
+            raise
         return cls(reader, writer, int(head.split(b" ", 2)[1]))
 
     def write(self, data: bytes) -> None:

@@ -105,6 +105,37 @@ async def test_oversized_long_polling_posts_are_answered_and_forgotten(start_pro
     assert await server.stop() < 5  # it took the whole 60 s shutdown timeout
 
 
+async def test_long_polling_garbage_and_late_requests_get_a_400_not_a_traceback(
+    start_process: StartProcess,
+) -> None:
+    server = await start_process(FLOOD_COOLDOWN="0")  # to send after being cut off for flooding
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    async with attacker_session() as http:
+
+        async def session() -> str:
+            async with http.get(base) as response:
+                sid = orjson.loads((await response.read())[1:])["sid"]
+            async with http.post(f"{base}&sid={sid}", data=b"40") as response:
+                assert response.status == 200
+            return f"{base}&sid={sid}"
+
+        # More packets in one POST than engine.io decodes: a traceback, and the packets dropped.
+        url = await session()
+        async with http.post(url, data="\x1e".join(['42["x"]'] * 17).encode()) as response:
+            assert response.status == 400
+        # Flooded until cut off; then a POST and a poll of the session that just ended.
+        url = await session()
+        statuses = []
+        for _ in range(8):
+            async with http.post(url, data="\x1e".join(['42["x"]'] * 15).encode()) as response:
+                statuses.append(response.status)
+        assert statuses[0] == 200 and statuses[-1] == 400
+        for method in (http.post, http.get):
+            async with method(url, data=b"4x") as response:
+                assert response.status == 400
+    assert_clean(server)
+
+
 async def test_antmedia_flooder_is_closed_with_a_policy_code_and_few_lines(
     start_process: StartProcess,
 ) -> None:
