@@ -5,7 +5,10 @@ Nothing here skips: without Chromium or the npm packages the tests fail and say 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,17 +30,61 @@ CHROMIUM_ARGS = [
 ]
 
 
+DEVTOOLS = re.compile(r"DevTools listening on (ws://\S+)")
+
+
 def require(path: Path, hint: str) -> None:
     assert path.exists(), f"{path} is missing: {hint}"
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One headless Chromium for the whole run (starting one takes about a second); each test
+    connects to it over the DevTools protocol. Returns its DevTools WebSocket URL."""
     require(Path(CHROMIUM), "bin/test installs Debian's chromium package")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    log_path = profile.parent / "chromium.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                *CHROMIUM_ARGS,
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while (found := DEVTOOLS.search(log_path.read_text(errors="replace"))) is None:
+            assert process.poll() is None, f"chromium exited: {log_path.read_text(errors='replace')[-2000:]}"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port in 30 s"
+            time.sleep(0.05)
+        yield found.group(1)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    """The run's Chromium; every context a test opens is closed after it."""
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
+        connected = await playwright.chromium.connect_over_cdp(chromium)
+        default = connected.contexts[:1]  # the browser's own, which stays
+        yield connected
+        for context in connected.contexts:
+            if context not in default:
+                await context.close()
+        await connected.close()  # disconnects; the browser stays up for the next test
 
 
 @pytest.fixture

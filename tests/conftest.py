@@ -26,6 +26,27 @@ pytest_plugins = [
     "tests.hostile_support",
 ]
 
+# What a test needs beyond this process, told by the fixtures it uses: `bin/test --fast` leaves
+# these out (pytest -m "not browser and not cluster and not turn and not process").
+NEEDS = {
+    "browser": {"browser"},
+    "cluster": {"redis_server", "redis_client", "start_nodes"},
+    "turn": {"coturn"},
+    "process": {"start_process", "app_process"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("make_store") == "redis":
+            fixtures.add("redis_client")
+        for marker, needs in NEEDS.items():
+            if fixtures & needs:
+                item.add_marker(marker)
+
+
 UNLIMITED = Rate(1e9, 10**9)
 
 TEST_SETTINGS = Settings(

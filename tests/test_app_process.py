@@ -15,6 +15,7 @@ from tests.helpers import SDP_OFFER, free_port
 from tests.hostile_support import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture

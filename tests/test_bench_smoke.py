@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.process  # the benchmark runner, its servers and the Node load generator
 
 
 def test_bench_quick_run_produces_table_and_plot(tmp_path: Path) -> None:

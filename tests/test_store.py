@@ -25,12 +25,14 @@ MakeStore = Callable[..., Store]
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def make_store(request: pytest.FixtureRequest, redis_client: redis.Redis) -> AsyncIterator[MakeStore]:
-    """Every test runs against both stores: they must make the same decisions."""
+async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]:
+    """Every test runs against both stores: they must make the same decisions. (Redis is asked
+    for only by the Redis runs, so that the memory runs need no redis-server.)"""
     if request.param == "memory":
         yield lambda limits=DEFAULT_LIMITS: MemoryStore(limits)
     else:
-        yield lambda limits=DEFAULT_LIMITS: RedisStore(redis_client, limits=limits)
+        client: redis.Redis = request.getfixturevalue("redis_client")
+        yield lambda limits=DEFAULT_LIMITS: RedisStore(client, limits=limits)
 
 
 async def empty(store: Store) -> bool:
