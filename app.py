@@ -10,11 +10,11 @@ import sys
 import uvloop
 from aiohttp import web
 
-from signaling.listener import serve
-from signaling.logs import configure
+from signaling.operations.listener import serve
+from signaling.operations.logs import configure
+from signaling.operations.workers import is_worker, supervise
 from signaling.server import PENDING_HEADS, create_app
 from signaling.settings import Settings, SettingsError
-from signaling.workers import is_worker, supervise
 
 
 def main(argv: list[str]) -> int:

@@ -14,24 +14,24 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from signaling import fastjson
-from signaling.admin import AdminApi
-from signaling.antmedia_transport import AntMediaTransport
-from signaling.errors import ErrorCode, SignalingError
-from signaling.guard import Guard
-from signaling.hub import Hub, LocalDelivery
-from signaling.listener import PendingHeads
-from signaling.logs import brief, client_address
-from signaling.metrics import Metrics
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.hub import Hub, LocalDelivery
+from signaling.core.store import MemoryStore, Store
+from signaling.operations.admin import AdminApi
+from signaling.operations.listener import PendingHeads
+from signaling.operations.logs import brief, client_address
+from signaling.operations.metrics import Metrics
+from signaling.security.guard import Guard
+from signaling.security.turn import IceServers
 from signaling.settings import Settings
-from signaling.socketio_transport import SignalingServer, SocketIOTransport
-from signaling.store import MemoryStore, Store
-from signaling.turn import IceServers
+from signaling.transports import fastjson
+from signaling.transports.antmedia import AntMediaTransport
+from signaling.transports.socketio import SignalingServer, SocketIOTransport
 
 if TYPE_CHECKING:
-    from signaling.cluster import Cluster
+    from signaling.cluster.nodes import Cluster
 
-log = logging.getLogger("signaling.server")
+log = logging.getLogger(__name__)
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 
@@ -47,8 +47,8 @@ HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def client_requests(heads: PendingHeads) -> Middleware:
     """Every HTTP request, WebSockets included: its connection's head has arrived (see
-    signaling.listener), the lines logged while it is handled count against its client's budget
-    (signaling.logs), and nothing it provokes writes a traceback."""
+    signaling.operations.listener), the lines logged while it is handled count against its client's budget
+    (signaling.operations.logs), and nothing it provokes writes a traceback."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: HttpHandler) -> web.StreamResponse:
@@ -141,7 +141,7 @@ def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
             store or MemoryStore(settings.peer_limits), LocalDelivery(), room_capacity=settings.room_capacity
         )
     # Imported only here: a single process needs neither Redis nor its client library.
-    from signaling.cluster import Cluster
+    from signaling.cluster.nodes import Cluster
 
     cluster = Cluster(settings.redis_url, limits=settings.peer_limits, lease_seconds=settings.node_lease)
     hub = Hub(

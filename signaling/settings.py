@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from signaling.auth import TokenVerifier
-from signaling.ratelimit import Rate, RateLimits
-from signaling.schemas import Limits
-from signaling.store import PeerLimits
-from signaling.turn import IceServers
+from signaling.core.limits import Limits
+from signaling.core.store import PeerLimits
+from signaling.security.auth import TokenVerifier
+from signaling.security.ratelimit import Rate, RateLimits
+from signaling.security.turn import IceServers
 
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 # Log lines one client address may cause: enough for any honest client's connect, joins, leaves.

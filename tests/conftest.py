@@ -9,12 +9,12 @@ import pytest
 from aiohttp import web
 
 from signaling.client import SignalingClient
-from signaling.hub import Hub
-from signaling.ratelimit import Rate
+from signaling.core.hub import Hub
+from signaling.core.store import MemoryStore, Store
+from signaling.security.ratelimit import Rate
 from signaling.server import HUB, SOCKETIO, create_app
 from signaling.settings import Settings
-from signaling.socketio_transport import SignalingServer
-from signaling.store import MemoryStore, Store
+from signaling.transports.socketio import SignalingServer
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 

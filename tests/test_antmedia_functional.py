@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from signaling.antmedia_transport import ice_server_config
+from signaling.transports.antmedia import ice_server_config
 from tests.antmedia_client import AntMediaClient
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import SDP_ANSWER, SDP_OFFER

@@ -13,12 +13,12 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from signaling.auth import Grant, TokenVerifier
 from signaling.client import RequestFailed, SignalingClient
-from signaling.errors import ErrorCode, SignalingError
-from signaling.guard import Guard
-from signaling.metrics import Metrics
-from signaling.ratelimit import RateLimits
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.operations.metrics import Metrics
+from signaling.security.auth import Grant, TokenVerifier
+from signaling.security.guard import Guard
+from signaling.security.ratelimit import RateLimits
 from signaling.server import GUARD
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import ConnectPeer

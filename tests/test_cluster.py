@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as redis
 
 from signaling.client import RequestFailed, SignalingClient
-from signaling.redis_store import RedisStore
+from signaling.cluster.redis_store import RedisStore
 from tests.cluster_support import LEASE_SECONDS, StartNodes, get_json, wait_until
 from tests.conftest import ConnectAntMedia
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer

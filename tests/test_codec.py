@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from signaling import codec
-from signaling.messages import (
+from signaling.cluster import codec
+from signaling.core.messages import (
     Candidate,
     IceCandidate,
     Kicked,
@@ -21,7 +21,7 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.store import Route
+from signaling.core.store import Route
 
 MESSAGES: list[Outbound] = [
     Relayed("a", "b", Route(room="r"), SessionDescription("offer", "v=0\r\n")),

@@ -1,4 +1,4 @@
-"""engine.io sessions written directly (signaling.engineio_direct, signaling.frames): the upgrade
+"""engine.io sessions written directly (signaling.transports.engine, signaling.transports.frames): the upgrade
 from long-polling, ping timeouts, server-side closes, cut-offs and frames of every length class."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
-from signaling import frames
-from signaling.engineio_direct import DirectSocket
-from signaling.frames import FrameWriter
+from signaling.transports import frames
+from signaling.transports.engine import DirectSocket
+from signaling.transports.frames import FrameWriter
 from tests.conftest import RunningServer, StartServer
 from tests.helpers import SDP_OFFER, ConnectPeer
 from tests.test_robustness import BIG_SDP, flood_until_dropped, wait_for

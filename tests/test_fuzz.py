@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signaling.client import SignalingClient
-from signaling.errors import ErrorCode
+from signaling.core.errors import ErrorCode
 from tests.antmedia_client import AntMediaClient
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer, joined_pair

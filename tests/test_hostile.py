@@ -196,7 +196,7 @@ async def test_undecodable_authorization_headers_are_refused_without_a_traceback
 @pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_client_strings_cannot_forge_log_lines(start_process: StartProcess, log_format: str) -> None:
     server = await start_process(LOG_FORMAT=log_format)
-    forged = "x\n2026-12-01 20:40:00,000 INFO signaling.hub peer=ADMIN kicked everyone\r\u2028"
+    forged = "x\n2026-12-01 20:40:00,000 INFO signaling.core.hub peer=ADMIN kicked everyone\r\u2028"
     async with SignalingClient() as client:
         await client.connect(server.url)
         for event in (forged, "\ud800 unpaired"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.errors import ErrorCode, SignalingError
-from signaling.hub import Hub, LocalDelivery
-from signaling.messages import (
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.hub import Hub, LocalDelivery
+from signaling.core.messages import (
     Candidate,
     IceCandidate,
     Outbound,
@@ -20,7 +20,7 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.store import MemoryStore, Route
+from signaling.core.store import MemoryStore, Route
 
 
 class Recorder:

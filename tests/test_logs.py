@@ -9,8 +9,8 @@ import logging
 import orjson
 import pytest
 
-from signaling.logs import ClientLogBudget, JsonFormatter, TextFormatter, client_address, escape
-from signaling.ratelimit import Rate
+from signaling.operations.logs import ClientLogBudget, JsonFormatter, TextFormatter, client_address, escape
+from signaling.security.ratelimit import Rate
 from tests.test_ratelimit import Clock
 
 
@@ -61,7 +61,7 @@ def test_each_address_has_a_budget_and_held_lines_are_summarized(caplog: pytest.
         assert budget.filter(record("refused"))
     finally:
         client_address.reset(reset)
-    with caplog.at_level(logging.WARNING, logger="signaling.logs"):
+    with caplog.at_level(logging.WARNING, logger="signaling.operations.logs"):
         budget.summarize()
     assert caplog.messages == [
         "address=10.0.0.1: 8 log lines held back in the last 10 s (rate_limited 7, signaling.engineio 1)"
@@ -79,7 +79,7 @@ async def test_the_summary_comes_by_itself(caplog: pytest.LogCaptureFixture) -> 
         assert not budget.filter(record("second", code="validation_failed"))
     finally:
         client_address.reset(reset)
-    with caplog.at_level(logging.WARNING, logger="signaling.logs"):
+    with caplog.at_level(logging.WARNING, logger="signaling.operations.logs"):
         for _ in range(100):
             if caplog.messages:
                 break

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.logs import JsonFormatter
+from signaling.operations.logs import JsonFormatter
 from tests.cluster_support import StartNodes
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer, joined_pair
@@ -141,12 +141,12 @@ async def test_kick_across_nodes(start_nodes: StartNodes, connect: ConnectPeer) 
 
 def test_json_logs() -> None:
     record = logging.LogRecord(
-        "signaling.hub", logging.INFO, __file__, 1, "peer=%s room=%s joined", ("p1", "r"), None
+        "signaling.core.hub", logging.INFO, __file__, 1, "peer=%s room=%s joined", ("p1", "r"), None
     )
     line = JsonFormatter().format(record)
     entry = json.loads(line)
     assert entry["message"] == "peer=p1 room=r joined"
-    assert entry["level"] == "INFO" and entry["logger"] == "signaling.hub"
+    assert entry["level"] == "INFO" and entry["logger"] == "signaling.core.hub"
     assert "\n" not in line
 
 

@@ -10,11 +10,11 @@ import pytest
 import socketio
 
 from signaling.client import SignalingClient
-from signaling.errors import ErrorCode, SignalingError
-from signaling.guard import Guard
-from signaling.listener import PendingHeads
-from signaling.metrics import Metrics
-from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Rate, RateLimits
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.operations.listener import PendingHeads
+from signaling.operations.metrics import Metrics
+from signaling.security.guard import Guard
+from signaling.security.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Rate, RateLimits
 from tests.conftest import ConnectAntMedia, StartServer
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from signaling.errors import ErrorCode
+from signaling.core.errors import ErrorCode
 from signaling.settings import OPTIONS, Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -28,6 +28,15 @@ def test_every_setting_is_documented_with_its_default() -> None:
 def test_every_event_is_documented() -> None:
     for event in ["join", "leave", "offer", "answer", "ice-candidate", "peer-joined", "peer-left", "error"]:
         assert f"`{event}`" in README, event
+
+
+def test_the_design_map_names_every_module() -> None:
+    design = README[README.index("## Design") : README.index("## Tests")]
+    package = Path(__file__).resolve().parent.parent / "signaling"
+    for path in package.rglob("*.py"):
+        if path.name != "__init__.py":
+            shown = str(path.relative_to(package.parent)) if path.parent == package else f"  {path.name} "
+            assert shown in design, f"{path.relative_to(package.parent)} is not in the README's design map"
 
 
 def test_two_commands() -> None:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from signaling.client import RequestFailed, SignalingClient
-from signaling.store import MemoryStore, Route
+from signaling.core.store import MemoryStore, Route
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import CANDIDATE, SDP_OFFER, ConnectPeer
 

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from signaling.antmedia_schemas import build_command_schemas
-from signaling.errors import ErrorCode, SignalingError
-from signaling.schemas import FastPath, Limits, build_schemas, parse
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.limits import Limits
+from signaling.transports.antmedia_schemas import build_command_schemas
+from signaling.transports.schemas import FastPath, build_schemas, parse
 from tests.helpers import CANDIDATE, SDP_OFFER
 
 SCHEMAS = build_schemas(Limits(sdp_chars=1000, candidate_chars=200, metadata_bytes=100))

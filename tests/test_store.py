@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as redis
 
-from signaling.errors import ErrorCode, SignalingError
-from signaling.redis_store import RedisStore
-from signaling.store import (
+from signaling.cluster.redis_store import RedisStore
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.store import (
     DEFAULT_LIMITS,
     Departure,
     Member,

@@ -12,7 +12,7 @@ import aiohttp
 import jwt
 from playwright.async_api import Browser
 
-from signaling.turn import IceServers, turn_credentials
+from signaling.security.turn import IceServers, turn_credentials
 from tests.browser_support import open_page, wait, wait_mesh_media
 from tests.conftest import ConnectAntMedia, StartServer
 from tests.helpers import ConnectPeer

@@ -4,7 +4,7 @@ python-engineio's WebSocket loop costs more CPU per message than the relaying it
 every read in a new task plus `wait_for`, and every write goes through a per-connection queue to a
 writer task. `DirectSocket` keeps engine.io's handshake, pings and close semantics, but reads
 frames in one loop and writes each packet to the transport on the spot, in the order `send` is
-called (see signaling.frames for the cap on what a client leaves unread).
+called (see signaling.transports.frames for the cap on what a client leaves unread).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any, NoReturn, cast
 from aiohttp import WSMsgType, web
 from engineio import async_socket, exceptions, packet, payload
 
-from signaling.frames import CLOSE_TIMEOUT, FrameWriter, close_websocket
-from signaling.logs import brief
+from signaling.operations.logs import brief
+from signaling.transports.frames import CLOSE_TIMEOUT, FrameWriter, close_websocket
 
-log = logging.getLogger("signaling.engineio")
+log = logging.getLogger(__name__)
 
 
 class DirectWebSocket:

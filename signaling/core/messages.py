@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from signaling.store import Metadata, Route
+from signaling.core.store import Metadata, Route
 
 # "node_lost": the server process holding the peer died; another node announced it.
 # "expired": the peer's token expired (or no longer granted it), so the server took it out.

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from signaling.messages import (
+from signaling.core.messages import (
     Candidate,
     IceCandidate,
     Kicked,
@@ -23,7 +23,7 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.store import Route
+from signaling.core.store import Route
 
 # Flat messages: every field is JSON as it stands.
 FLAT: dict[str, type[Any]] = {

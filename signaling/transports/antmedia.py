@@ -20,13 +20,10 @@ from typing import Any, Literal
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from signaling.antmedia_schemas import build_command_schemas
-from signaling.auth import Action
-from signaling.errors import ErrorCode, SignalingError
-from signaling.frames import FrameWriter, close_websocket
-from signaling.guard import Guard, Session
-from signaling.hub import Hub
-from signaling.messages import (
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.hub import Hub
+from signaling.core.limits import Limits
+from signaling.core.messages import (
     Candidate,
     IceCandidate,
     Kicked,
@@ -42,12 +39,16 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.ratelimit import Kind
-from signaling.schemas import Limits, parse
-from signaling.store import Route
-from signaling.turn import IceServers
+from signaling.core.store import Route
+from signaling.security.auth import Action
+from signaling.security.guard import Guard, Session
+from signaling.security.ratelimit import Kind
+from signaling.security.turn import IceServers
+from signaling.transports.antmedia_schemas import build_command_schemas
+from signaling.transports.frames import FrameWriter, close_websocket
+from signaling.transports.schemas import parse
 
-log = logging.getLogger("signaling.antmedia")
+log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 
@@ -79,7 +80,7 @@ MEDIA_SERVER_COMMANDS = frozenset(
     }
 )
 
-# How fast each command may come: see signaling.ratelimit.
+# How fast each command may come: see signaling.security.ratelimit.
 COMMAND_KINDS: dict[str, Kind] = {
     "takeConfiguration": "relay",
     "takeCandidate": "relay",
@@ -191,7 +192,7 @@ Command = Message | Close
 class AntMediaPeer:
     """One Ant Media WebSocket connection: a peer of the core, and the sink for its messages.
 
-    What other peers send it is written to its connection on the spot (see signaling.frames): a
+    What other peers send it is written to its connection on the spot (see signaling.transports.frames): a
     client that stops reading is cut off, and never makes the peer that sent it something wait.
     Replies to its own commands wait for it to read them, which slows only its own loop.
     """

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from signaling.errors import ErrorCode, SignalingError
+from signaling.core.errors import ErrorCode, SignalingError
 
 # relay: offers, answers, candidates, messages (bursty during negotiation);
 # control: joins, leaves, publishes (rare); query: pings and information requests.

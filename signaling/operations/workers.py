@@ -14,7 +14,7 @@ import sys
 import time
 from types import FrameType
 
-log = logging.getLogger("signaling.workers")
+log = logging.getLogger(__name__)
 
 # Set in a worker's environment: bind with SO_REUSEPORT and never supervise.
 WORKER_ENV = "SIGNALING_WORKER"

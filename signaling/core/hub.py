@@ -1,7 +1,7 @@
 """The signaling core: membership changes and relays, told to the right peers.
 
 Transports call the hub with already-validated requests and give it a `Sink` per connected peer;
-the hub decides who hears what and hands neutral messages (`signaling.messages`) to `Delivery`.
+the hub decides who hears what and hands neutral messages (`signaling.core.messages`) to `Delivery`.
 No transport or network library is imported here.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal, NamedTuple, Protocol
 
-from signaling.errors import ErrorCode, SignalingError
-from signaling.messages import (
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.messages import (
     EndReason,
     GoneReason,
     IceCandidate,
@@ -32,9 +32,9 @@ from signaling.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.store import Member, Metadata, Removal, Route, Store, Stream, stream_key, stream_name
+from signaling.core.store import Member, Metadata, Removal, Route, Store, Stream, stream_key, stream_name
 
-log = logging.getLogger("signaling.hub")
+log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):

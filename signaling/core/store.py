@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from signaling.errors import ErrorCode, SignalingError
+from signaling.core.errors import ErrorCode, SignalingError
 
 Metadata = dict[str, Any]
 

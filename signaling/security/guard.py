@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from signaling.auth import Action, Grant, TokenVerifier
-from signaling.errors import ErrorCode, SignalingError
-from signaling.metrics import Metrics
-from signaling.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Kind, RateLimits
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.operations.metrics import Metrics
+from signaling.security.auth import Action, Grant, TokenVerifier
+from signaling.security.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Kind, RateLimits
 
-log = logging.getLogger("signaling.guard")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -17,14 +17,10 @@ from typing import Any
 import socketio
 from socketio import packet
 
-from signaling import fastjson
-from signaling.auth import Action, Grant
-from signaling.engineio_direct import DirectSocket, DirectWebSocket
-from signaling.errors import ErrorCode, SignalingError
-from signaling.guard import Guard, Session
-from signaling.hub import Hub, Withdrawn
-from signaling.logs import brief
-from signaling.messages import (
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.hub import Hub, Withdrawn
+from signaling.core.limits import Limits
+from signaling.core.messages import (
     Candidate,
     DescriptionType,
     IceCandidate,
@@ -43,11 +39,16 @@ from signaling.messages import (
     ViewerLeft,
     candidate_fields,
 )
-from signaling.ratelimit import Kind
-from signaling.schemas import Limits, build_schemas, parse
-from signaling.turn import IceServers
+from signaling.operations.logs import brief
+from signaling.security.auth import Action, Grant
+from signaling.security.guard import Guard, Session
+from signaling.security.ratelimit import Kind
+from signaling.security.turn import IceServers
+from signaling.transports import fastjson
+from signaling.transports.engine import DirectSocket, DirectWebSocket
+from signaling.transports.schemas import build_schemas, parse
 
-log = logging.getLogger("signaling.socketio")
+log = logging.getLogger(__name__)
 
 # An EVENT packet for the default namespace: type 2, an optional ack id, then the JSON array.
 _EVENT_HEAD = re.compile(r"2(\d{0,18})\[")
@@ -94,7 +95,7 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
     raise TypeError(f"no socket.io rendering for {message!r}")
 
 
-# How fast each event may come: see signaling.ratelimit.
+# How fast each event may come: see signaling.security.ratelimit.
 EVENT_KINDS: dict[str, Kind] = {
     "offer": "relay",
     "answer": "relay",

@@ -26,13 +26,13 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from signaling import codec
-from signaling.hub import Hub, LocalDelivery
-from signaling.messages import Outbound
-from signaling.redis_store import RedisStore, as_text, node_of
-from signaling.store import PeerLimits
+from signaling.cluster import codec
+from signaling.cluster.redis_store import RedisStore, as_text, node_of
+from signaling.core.hub import Hub, LocalDelivery
+from signaling.core.messages import Outbound
+from signaling.core.store import PeerLimits
 
-log = logging.getLogger("signaling.cluster")
+log = logging.getLogger(__name__)
 
 
 def new_node_id() -> str:

@@ -8,32 +8,28 @@ which must never be relayed as text), no strings or floats for integers, no unkn
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from signaling.errors import ErrorCode, SignalingError
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.limits import (
+    DEFINITION_MAX,
+    MLINE_INDEX_MAX,
+    PEER_ID_MAX,
+    ROOM_PATTERN,
+    ROOM_RULE,
+    SDP_MID_MAX,
+    STREAM_ID_RULE,
+    TOKEN_MAX,
+    USERNAME_FRAGMENT_MAX,
+    Limits,
+)
 
-ROOM_PATTERN = re.compile(r"\A[A-Za-z0-9_.\-]{1,64}\Z")
-ROOM_RULE = "1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'"
-STREAM_ID_RULE = f"Stream ids are {ROOM_RULE}."
-PEER_ID_MAX = 128
 MAX_REPORTED_FIELDS = 10
 UNKNOWN_FIELD = "Unknown field."  # marshmallow's words
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits on what a client may send; sized for real SDP, with room to spare."""
-
-    sdp_chars: int = 65536
-    candidate_chars: int = 2048
-    metadata_bytes: int = 4096
-    peer_message_bytes: int = 16384
 
 
 def is_text(value: str) -> bool:
@@ -142,11 +138,13 @@ class CandidateSchema(StrictSchema):
     """RTCIceCandidateInit, as `RTCIceCandidate.toJSON()` produces it."""
 
     candidate = StrictString(required=True)
-    sdpMid = StrictString(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    sdpMid = StrictString(load_default=None, allow_none=True, validate=validate.Length(max=SDP_MID_MAX))
     sdpMLineIndex = fields.Integer(
-        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=65535)
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=MLINE_INDEX_MAX)
     )
-    usernameFragment = StrictString(load_default=None, allow_none=True, validate=validate.Length(max=256))
+    usernameFragment = StrictString(
+        load_default=None, allow_none=True, validate=validate.Length(max=USERNAME_FRAGMENT_MAX)
+    )
 
     def __init__(self, *, max_chars: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -234,12 +232,12 @@ def _candidate_check(max_chars: int) -> Callable[[dict[str, Any]], dict[str, Any
         index, fragment = body.get("sdpMLineIndex"), body.get("usernameFragment")
         if type(text) is not str or len(text) > max_chars or not is_text(text):
             return None
-        if mid is not None and (type(mid) is not str or len(mid) > 64 or not is_text(mid)):
+        if mid is not None and (type(mid) is not str or len(mid) > SDP_MID_MAX or not is_text(mid)):
             return None
-        if index is not None and (type(index) is not int or not 0 <= index <= 65535):
+        if index is not None and (type(index) is not int or not 0 <= index <= MLINE_INDEX_MAX):
             return None
         if fragment is not None and (
-            type(fragment) is not str or len(fragment) > 256 or not is_text(fragment)
+            type(fragment) is not str or len(fragment) > USERNAME_FRAGMENT_MAX or not is_text(fragment)
         ):
             return None
         if text and mid is None and index is None:
@@ -266,7 +264,7 @@ def build_schemas(limits: Limits) -> dict[str, Loader]:
     )
     peer_message = RelaySchema.from_dict(
         {
-            "definition": StrictString(load_default=None, validate=validate.Length(max=128)),
+            "definition": StrictString(load_default=None, validate=validate.Length(max=DEFINITION_MAX)),
             "data": JsonValue(max_bytes=limits.peer_message_bytes, required=True, allow_none=True),
         },
         name="PeerMessageSchema",
@@ -291,7 +289,7 @@ def build_schemas(limits: Limits) -> dict[str, Loader]:
     )
     stream = StrictSchema.from_dict({"streamId": stream_id_field(required=True)}, name="StreamSchema")
     authenticate = StrictSchema.from_dict(
-        {"token": StrictString(required=True, validate=validate.Length(min=1, max=8192))},
+        {"token": StrictString(required=True, validate=validate.Length(min=1, max=TOKEN_MAX))},
         name="AuthenticateSchema",
     )
     return {

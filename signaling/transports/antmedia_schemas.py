@@ -12,11 +12,10 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 
-from signaling.schemas import (
-    ROOM_PATTERN,
+from signaling.core.limits import DEFINITION_MAX, MLINE_INDEX_MAX, ROOM_PATTERN, SDP_MID_MAX, Limits
+from signaling.transports.schemas import (
     FastPath,
     JsonValue,
-    Limits,
     Loader,
     StrictString,
     is_text,
@@ -61,9 +60,9 @@ def _candidate_check(max_chars: int) -> Callable[[dict[str, Any]], dict[str, Any
             return None
         if type(text) is not str or len(text) > max_chars or not is_text(text):
             return None
-        if label is not None and (type(label) is not int or not 0 <= label <= 65535):
+        if label is not None and (type(label) is not int or not 0 <= label <= MLINE_INDEX_MAX):
             return None
-        if mid is not None and (type(mid) is not str or len(mid) > 64 or not is_text(mid)):
+        if mid is not None and (type(mid) is not str or len(mid) > SDP_MID_MAX or not is_text(mid)):
             return None
         if text and label is None and mid is None:
             return None
@@ -74,7 +73,7 @@ def _candidate_check(max_chars: int) -> Callable[[dict[str, Any]], dict[str, Any
 
 def build_command_schemas(limits: Limits) -> dict[str, Loader]:
     """One schema per command the server handles; commands without fields need none. The
-    commands a call sends by the dozen get a fast path (see signaling.schemas.FastPath)."""
+    commands a call sends by the dozen get a fast path (see signaling.transports.schemas.FastPath)."""
     stream: dict[str, fields.Field[Any]] = {"streamId": stream_id_field(required=True)}
     return {
         "join": _schema("JoinCommand", {**stream, "mode": StrictString(load_default=None)}),
@@ -110,9 +109,11 @@ def build_command_schemas(limits: Limits) -> dict[str, Loader]:
                         strict=True,
                         load_default=None,
                         allow_none=True,
-                        validate=validate.Range(min=0, max=65535),
+                        validate=validate.Range(min=0, max=MLINE_INDEX_MAX),
                     ),
-                    "id": StrictString(load_default=None, allow_none=True, validate=validate.Length(max=64)),
+                    "id": StrictString(
+                        load_default=None, allow_none=True, validate=validate.Length(max=SDP_MID_MAX)
+                    ),
                     "candidate": StrictString(
                         required=True, validate=validate.Length(max=limits.candidate_chars)
                     ),
@@ -125,7 +126,7 @@ def build_command_schemas(limits: Limits) -> dict[str, Loader]:
             "PeerMessageCommand",
             {
                 **stream,
-                "definition": StrictString(load_default=None, validate=validate.Length(max=128)),
+                "definition": StrictString(load_default=None, validate=validate.Length(max=DEFINITION_MAX)),
                 "data": JsonValue(max_bytes=limits.peer_message_bytes, load_default=None, allow_none=True),
             },
         ),

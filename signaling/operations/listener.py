@@ -16,11 +16,11 @@ from typing import cast
 
 from aiohttp import web
 
-from signaling.errors import SignalingError
-from signaling.guard import Guard
-from signaling.logs import client_address
+from signaling.core.errors import SignalingError
+from signaling.operations.logs import client_address
+from signaling.security.guard import Guard
 
-log = logging.getLogger("signaling.listener")
+log = logging.getLogger(__name__)
 
 
 class PendingHeads:

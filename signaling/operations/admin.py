@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from signaling.errors import SignalingError
-from signaling.hub import Hub
-from signaling.metrics import Metrics
+from signaling.core.errors import SignalingError
+from signaling.core.hub import Hub
+from signaling.operations.metrics import Metrics
 
 OPENAPI = Path(__file__).with_name("admin-openapi.json")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -14,7 +14,7 @@ import struct
 
 from aiohttp import WSCloseCode, web
 
-log = logging.getLogger("signaling.frames")
+log = logging.getLogger(__name__)
 
 # How long a server-side close waits for the client's half of the closing handshake.
 CLOSE_TIMEOUT = 5.0

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import jwt
 
-from signaling.errors import ErrorCode, SignalingError
+from signaling.core.errors import ErrorCode, SignalingError
 
 Action = Literal["rooms", "publish", "play"]
 WHAT = {"rooms": "join room", "publish": "publish", "play": "play"}

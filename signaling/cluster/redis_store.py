@@ -1,6 +1,6 @@
 """The `Store` protocol on Redis: room membership and streams shared by every node of a cluster.
 
-Each change is one Lua script (signaling.redis_lua), so checks and writes happen as one step.
+Each change is one Lua script (signaling.cluster.redis_lua), so checks and writes happen as one step.
 When Redis cannot be reached, every operation raises `SignalingError(service_unavailable)`: the
 client that asked gets a clear error and nothing else is disturbed.
 """
@@ -15,9 +15,18 @@ import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from signaling import redis_lua
-from signaling.errors import ErrorCode, SignalingError
-from signaling.store import DEFAULT_LIMITS, Departure, Member, Metadata, PeerLimits, Removal, Route, Stream
+from signaling.cluster import redis_lua
+from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.store import (
+    DEFAULT_LIMITS,
+    Departure,
+    Member,
+    Metadata,
+    PeerLimits,
+    Removal,
+    Route,
+    Stream,
+)
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from signaling.ratelimit import Rate, TokenBucket
+from signaling.security.ratelimit import Rate, TokenBucket
 
 # The address of the client whose request is being handled (None outside any request): the log
 # lines written meanwhile count against its budget.
@@ -93,7 +93,7 @@ class ClientLogBudget(logging.Filter):
         self._clock = clock
         self._allowances: dict[str, _Allowance] = {}
         self._summary_due: asyncio.TimerHandle | None = None
-        self._log = logging.getLogger("signaling.logs")
+        self._log = logging.getLogger(__name__)
 
     def filter(self, record: logging.LogRecord) -> bool:
         address = client_address.get()
