@@ -26,7 +26,8 @@ from signaling.security.turn import IceServers
 from signaling.settings import Settings
 from signaling.transports import fastjson
 from signaling.transports.antmedia import AntMediaTransport
-from signaling.transports.socketio import SignalingServer, SocketIOTransport
+from signaling.transports.engine import SignalingServer
+from signaling.transports.socketio import SocketIOTransport
 
 if TYPE_CHECKING:
     from signaling.cluster.nodes import Cluster

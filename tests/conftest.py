@@ -14,7 +14,7 @@ from signaling.core.store import MemoryStore, Store
 from signaling.security.ratelimit import Rate
 from signaling.server import HUB, SOCKETIO, create_app
 from signaling.settings import Settings
-from signaling.transports.socketio import SignalingServer
+from signaling.transports.engine import SignalingServer
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 import socketio
-from socketio import packet
 
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.hub import Hub, Withdrawn
@@ -39,23 +37,17 @@ from signaling.core.messages import (
     ViewerLeft,
     candidate_fields,
 )
-from signaling.operations.logs import brief
 from signaling.security.auth import Action, Grant
 from signaling.security.guard import Guard, Session
 from signaling.security.ratelimit import Kind
 from signaling.security.turn import IceServers
 from signaling.transports import fastjson
-from signaling.transports.engine import DirectSocket, DirectWebSocket
+from signaling.transports.engine import DirectSocket, Reply, SignalingServer
 from signaling.transports.schemas import build_schemas, parse
 
 log = logging.getLogger(__name__)
 
-# An EVENT packet for the default namespace: type 2, an optional ack id, then the JSON array.
-_EVENT_HEAD = re.compile(r"2(\d{0,18})\[")
-
-Reply = dict[str, Any]
 Handler = Callable[[str, dict[str, Any]], Awaitable[Reply]]
-Dispatch = Callable[[str, list[Any]], Awaitable[Reply]]
 
 
 def render(message: Outbound) -> tuple[str, dict[str, Any]]:
@@ -119,12 +111,11 @@ class SocketIOSink:
     def __init__(self, sio: SignalingServer, sid: str) -> None:
         self._sio = sio
         self._sid = sid
-        self._eio_sid: str | None = None  # known once the namespace connection is complete
+        self._session: DirectSocket | None = None  # known once the namespace connection is complete
 
     async def send(self, message: Outbound) -> None:
-        self._eio_sid = self._eio_sid or self._sio.manager.eio_sid_from_sid(self._sid, "/")
-        socket = self._sio.eio.sockets.get(self._eio_sid)
-        if socket is None:
+        socket = self._session = self._session or self._sio.session(self._sid)
+        if socket is None or socket.closed:
             return  # gone; its disconnect is being handled
         if isinstance(message, Kicked):
             await self._sio.emit("kicked", {"reason": message.reason}, to=self._sid)
@@ -139,149 +130,6 @@ class SocketIOSink:
     async def evict(self, reason: str) -> None:
         # Cutting the connection makes socket.io clients reconnect by themselves.
         self._sio.drop(self._sid, reason)
-
-
-class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
-    """An AsyncServer that decodes client packets itself and hands every event, with its raw
-    arguments, to one dispatcher.
-
-    python-socketio's handler lookup gives a handler no way to know whether the client asked for
-    an ack, routes a client-sent event named "disconnect" to the disconnect handler, buffers binary
-    attachments without limit, and logs a traceback for a packet that does not decode. We need
-    errors in the ack when there is one (in an `error` event otherwise), must forbid the spoofed
-    disconnect, refuse binary without buffering it, and answer garbage with one warning line.
-    Handling each event before reading the next one from that client keeps its messages in order.
-    """
-
-    def __init__(self, *, max_unread: int, dispatch: Dispatch | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # engine.io's sessions become DirectSockets (see _handle_eio_connect), served by this driver.
-        self.eio._async = {**self.eio._async, "websocket": DirectWebSocket}
-        self.dispatch = dispatch
-        # Told of packets refused before dispatch (garbage, binary), so that they count as well.
-        self.on_bad_packet: Callable[[str], None] | None = None
-        self.max_unread = max_unread
-        self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
-        self._addresses: dict[str, str] = {}  # eio_sid -> client address holding a slot
-        self.guard: Guard | None = None
-
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        if not isinstance(data, str):
-            self._discard_attachment(eio_sid)
-            return
-        head = _EVENT_HEAD.match(data)
-        if head is not None:
-            # Nearly every packet: an EVENT on the default namespace, with or without an ack id.
-            # Decoded here without the packet object (its decoder copies the payload while
-            # looking for a binary attachment count); anything unusual takes the general path.
-            try:
-                arguments = fastjson.loads(data[head.end() - 1 :])
-            except Exception:  # the decoder raises whatever the input provokes (RecursionError...)
-                pass  # the general path below refuses it, with the usual warning
-            else:
-                ack = head.group(1)
-                await self._handle_event(eio_sid, "/", int(ack) if ack else None, arguments)
-                return
-        try:
-            pkt = self.packet_class(encoded_packet=data)
-        except Exception as exc:  # the decoder raises whatever the input provokes
-            log.warning("eio_sid=%s dropped malformed socket.io packet: %s", eio_sid, brief(exc))
-            self._bad_packet(eio_sid)
-            return
-        match pkt.packet_type:
-            case packet.EVENT:
-                await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
-            case packet.ACK:
-                await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
-            case packet.CONNECT:
-                await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
-            case packet.DISCONNECT:
-                await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
-            case packet.BINARY_EVENT | packet.BINARY_ACK:
-                await self._refuse_binary(eio_sid, pkt)
-            case _:
-                log.warning("eio_sid=%s dropped socket.io packet of type %s", eio_sid, pkt.packet_type)
-
-    def _bad_packet(self, eio_sid: str) -> None:
-        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
-        if sid is not None and self.on_bad_packet is not None:
-            self.on_bad_packet(sid)
-
-    async def _refuse_binary(self, eio_sid: str, pkt: Any) -> None:
-        # Signaling is JSON; the attachments that follow are dropped as they arrive, never buffered.
-        self._bad_packet(eio_sid)
-        if pkt.attachment_count:
-            self._discarding[eio_sid] = pkt.attachment_count
-        if pkt.packet_type != packet.BINARY_EVENT:
-            return
-        event = (
-            pkt.data[0]
-            if isinstance(pkt.data, list) and pkt.data and isinstance(pkt.data[0], str)
-            else "event"
-        )
-        refusal = SignalingError(ErrorCode.INVALID_PAYLOAD, f"{event[:64]} payload must be JSON, not binary")
-        log.warning("eio_sid=%s refused binary %s", eio_sid, event[:64])
-        await self._reply(eio_sid, pkt.namespace or "/", pkt.id, {"ok": False, "error": refusal.to_dict()})
-
-    def _discard_attachment(self, eio_sid: str) -> None:
-        remaining = self._discarding.get(eio_sid, 0)
-        if remaining > 1:
-            self._discarding[eio_sid] = remaining - 1
-        else:
-            self._discarding.pop(eio_sid, None)
-
-    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        DirectSocket.adopt(self.eio.sockets[eio_sid], self.max_unread)
-        # Connection slots are counted per engine.io session, so that sessions that never
-        # connect to a namespace count as well; a refusal is engine.io's 401 with our error.
-        request = environ.get("aiohttp.request")
-        address = (request.remote if request is not None else None) or "unknown"
-        if self.guard is not None:
-            try:
-                self.guard.reserve(address, "socketio")
-            except SignalingError as error:
-                log.warning(
-                    "eio_sid=%s from %s refused: %s",
-                    eio_sid,
-                    address,
-                    error.message,
-                    extra={"code": error.code},
-                )
-                return error.to_dict()
-            self._addresses[eio_sid] = address
-        return await super()._handle_eio_connect(eio_sid, environ)
-
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
-        self._discarding.pop(eio_sid, None)
-        address = self._addresses.pop(eio_sid, None)
-        if address is not None and self.guard is not None:
-            self.guard.release(address)
-        await super()._handle_eio_disconnect(eio_sid, reason)
-
-    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
-        namespace = namespace or "/"
-        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
-        if sid is None or not self.manager.is_connected(sid, namespace) or self.dispatch is None:
-            return
-        reply = await self.dispatch(sid, data if isinstance(data, list) else [data])
-        if id is not None or not reply["ok"]:
-            await self._reply(eio_sid, namespace, id, reply)
-
-    async def _reply(self, eio_sid: str, namespace: str, id: int | None, reply: Reply) -> None:
-        if id is not None:
-            await self._send_packet(
-                eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=[reply])
-            )
-        elif not reply["ok"]:
-            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
-            if sid is not None:
-                await self.emit("error", reply["error"], to=sid, namespace=namespace)
-
-    def drop(self, sid: str, why: str) -> None:
-        """Cut a client off at once (see DirectSocket.cut_off); nobody waits for it."""
-        socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, "/"))
-        if isinstance(socket, DirectSocket):
-            socket.cut_off(why)
 
 
 class SocketIOTransport:

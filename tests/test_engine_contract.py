@@ -1,0 +1,64 @@
+"""What signaling.transports.engine relies on in python-socketio and python-engineio beyond their
+public API (engine.RELIES_ON), checked against the installed versions: an upgrade that renames a
+method, changes its parameters or drops an attribute fails here, saying which."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import engineio
+import pytest
+import socketio
+from engineio import async_socket
+
+from signaling.transports.engine import RELIES_ON, DirectSocket
+
+
+def owner(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def instance_of(path: str) -> Any:
+    """A real instance, for attributes that are set in constructors."""
+    server = socketio.AsyncServer(async_mode="aiohttp")
+    return {
+        "socketio.AsyncServer": server,
+        "socketio.async_manager.AsyncManager": server.manager,
+        "engineio.AsyncServer": server.eio,
+        "engineio.async_socket.AsyncSocket": async_socket.AsyncSocket(server.eio, "sid"),
+    }[path]
+
+
+@pytest.mark.parametrize(("path", "name", "parameters"), RELIES_ON, ids=[f"{p}.{n}" for p, n, _ in RELIES_ON])
+def test_the_libraries_still_have_what_the_engine_module_relies_on(
+    path: str, name: str, parameters: tuple[str, ...] | None
+) -> None:
+    if parameters is None:
+        assert hasattr(instance_of(path), name), f"{path} instances no longer have {name!r}"
+        return
+    member = getattr(owner(path), name, None)
+    assert callable(member), f"{path}.{name} is gone"
+    found = tuple(inspect.signature(member).parameters)[: len(parameters)]
+    assert found == parameters, f"{path}.{name} now takes {found}, engine.py expects {parameters}"
+
+
+def test_the_websocket_driver_and_reasons_are_where_engine_py_replaces_and_reads_them() -> None:
+    server = socketio.AsyncServer(async_mode="aiohttp")
+    assert "websocket" in server.eio._async, "engine.io's async drivers no longer have a 'websocket'"
+    for reason in ("TRANSPORT_ERROR", "TRANSPORT_CLOSE", "CLIENT_DISCONNECT"):
+        assert hasattr(server.eio.reason, reason), f"engine.io reasons lost {reason}"
+    assert engineio.packet.packet_names, "engine.io packet names are gone"
+
+
+def test_switching_a_session_to_directsocket_keeps_its_state() -> None:
+    # DirectSocket.adopt swaps the class of sessions engine.io built: possible only while neither
+    # class has __slots__ and DirectSocket adds no constructor.
+    server = socketio.AsyncServer(async_mode="aiohttp")
+    session = async_socket.AsyncSocket(server.eio, "sid")
+    assert not hasattr(async_socket.AsyncSocket, "__slots__")
+    assert DirectSocket.__init__ is async_socket.AsyncSocket.__init__
+    adopted = DirectSocket.adopt(session, 1024)
+    assert adopted is session and adopted.sid == "sid" and adopted.max_unread == 1024
