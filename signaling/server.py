@@ -149,7 +149,7 @@ def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
         cluster.store,
         cluster.delivery,
         room_capacity=settings.room_capacity,
-        peer_id_prefix=cluster.peer_id_prefix,
+        node=cluster.node_id,
     )
     cluster.bind(hub)
     app[CLUSTER] = cluster

@@ -11,6 +11,7 @@ import redis.asyncio as redis
 
 from signaling.client import RequestFailed, SignalingClient
 from signaling.cluster.redis_store import RedisStore
+from signaling.core import peers
 from tests.cluster_support import LEASE_SECONDS, StartNodes, get_json, wait_until
 from tests.conftest import ConnectAntMedia
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
@@ -19,7 +20,7 @@ from tests.redis_support import RedisServer
 
 def node_of(peer_id: str | None) -> str:
     assert peer_id is not None
-    return peer_id.split("~", 1)[0]
+    return peers.node_of(peer_id)
 
 
 async def test_socketio_call_across_nodes(start_nodes: StartNodes, connect: ConnectPeer) -> None:

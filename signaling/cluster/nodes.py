@@ -27,18 +27,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from signaling.cluster import codec
-from signaling.cluster.redis_store import RedisStore, as_text, node_of
+from signaling.cluster.redis_store import RedisStore, as_text
 from signaling.core.hub import Hub, LocalDelivery
 from signaling.core.messages import Outbound
+from signaling.core.peers import node_name, node_of
 from signaling.core.store import PeerLimits
 
 log = logging.getLogger(__name__)
 
 
 def new_node_id() -> str:
-    # Short, unique enough across restarts, and free of the "~" that separates it in peer ids.
-    host = socket.gethostname().split(".")[0][:16].replace("~", "-")
-    return f"{host}-{secrets.token_hex(3)}"
+    # Short, and unique enough across restarts.
+    return node_name(f"{socket.gethostname().split('.')[0][:16]}-{secrets.token_hex(3)}")
 
 
 class ClusterDelivery(LocalDelivery):
@@ -216,10 +216,6 @@ class Cluster:
         self.store = RedisStore(self.client, limits=limits, prefix=self.PREFIX)
         self.lease_seconds = lease_seconds
         self.node: Node | None = None
-
-    @property
-    def peer_id_prefix(self) -> str:
-        return f"{self.node_id}~"
 
     def bind(self, hub: Hub) -> None:
         self.node = Node(

@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from signaling.cluster import redis_lua
 from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.peers import node_of
 from signaling.core.store import (
     DEFAULT_LIMITS,
     Departure,
@@ -46,11 +47,6 @@ MESSAGES = {
     "unknown_target": "no peer {target!r} in a room or stream you share with it",
     "not_joined": "join a room or a stream before sending signaling messages",
 }
-
-
-def node_of(peer_id: str) -> str:
-    """Peer ids are "<node>~<local id>" in a cluster: who holds a peer is in its name."""
-    return peer_id.split("~", 1)[0]
 
 
 class RedisStore:

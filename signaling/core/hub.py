@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Literal, NamedTuple, Protocol
 
+from signaling.core import peers
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.messages import (
     EndReason,
@@ -109,18 +110,18 @@ class Hub:
         delivery: LocalDelivery,
         *,
         room_capacity: int,
-        peer_id_prefix: str = "",
+        node: str | None = None,
         observer: RelayObserver | None = None,
     ) -> None:
         self.store = store
         self.delivery = delivery
         self.room_capacity = room_capacity
-        self.peer_id_prefix = peer_id_prefix
+        self.node = node  # this node's name in a cluster; None alone
         self.observer = observer
 
     def peer_id(self, local_id: str) -> str:
-        """The cluster-wide id of a connection this node holds (its node's name comes first)."""
-        return self.peer_id_prefix + local_id
+        """The cluster-wide id of a connection this node holds (see signaling.core.peers)."""
+        return peers.peer_id(self.node, local_id)
 
     def connect(self, peer_id: str, sink: Sink) -> None:
         self.delivery.attach(peer_id, sink)

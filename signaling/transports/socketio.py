@@ -37,6 +37,7 @@ from signaling.core.messages import (
     ViewerLeft,
     candidate_fields,
 )
+from signaling.core.peers import local_id
 from signaling.security.auth import Action, Grant
 from signaling.security.guard import Guard, Session
 from signaling.security.ratelimit import Kind
@@ -243,7 +244,7 @@ class SocketIOTransport:
 
     def _issue_ice(self, peer: str) -> list[dict[str, Any]]:
         """ICE servers for a peer about to open connections; refreshed before they expire."""
-        sid = peer[len(self._hub.peer_id_prefix) :]
+        sid = local_id(peer)
         issued = self._ice.issue(self._user(sid, peer))
         self._ice_expiry[sid] = issued.expires_at
         return issued.servers
