@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis.asyncio as redis
@@ -25,7 +25,7 @@ MakeStore = Callable[..., Store]
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]:
+def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     """Every test runs against both stores: they must make the same decisions. (Redis is asked
     for only by the Redis runs, so that the memory runs need no redis-server.)"""
     if request.param == "memory":
