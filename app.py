@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 
 import uvloop
-from aiohttp import web
 
 from signaling.operations.listener import serve
 from signaling.operations.logs import configure
@@ -41,8 +39,7 @@ def main(argv: list[str]) -> int:
         reuse_port=is_worker() or None,
     )
     # uvloop runs the same asyncio code on libuv, with a markedly cheaper event loop.
-    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        uvloop.run(listening)
+    uvloop.run(listening)
     return 0
 
 

@@ -169,7 +169,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         verifier=settings.token_verifier,
         flood_cooldown=settings.flood_cooldown,
     )
-    heads = PendingHeads(guard)
+    heads = PendingHeads(guard, settings.max_connections_per_ip)
     app = web.Application(middlewares=[client_requests(heads)])
     app[PENDING_HEADS] = heads
     app[GUARD] = guard

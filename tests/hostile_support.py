@@ -57,11 +57,11 @@ class ServerProcess:
         raise AssertionError(f"no log line with {text!r} within {seconds} s")
 
     async def stop(self) -> float:
-        """SIGTERM; the seconds it took to exit."""
+        """SIGTERM, which must end it cleanly (exit status 0); the seconds it took to exit."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         self.process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(self.process.wait(), 70)
+        assert await asyncio.wait_for(self.process.wait(), 70) == 0, self.log()[-5:]
         return loop.time() - started
 
 

@@ -89,16 +89,33 @@ async def test_the_expiry_timer_follows_the_grant() -> None:
         clock=lambda: now,
     )
     session = guard.open("10.0.0.1", "test", token(ttl=60))
-    expired = asyncio.Event()
-    guard.watch_expiry(session, expired.set)
+    expired, narrowed = asyncio.Event(), asyncio.Event()
+
+    async def set_expired() -> None:
+        expired.set()
+
+    async def set_narrowed() -> None:
+        narrowed.set()
+
+    guard.watch_expiry(session, set_expired, set_narrowed)
     first = session._expiry
     assert first is not None and 55 < first.when() - asyncio.get_running_loop().time() <= 60
     assert guard.authenticate(session, token(ttl=600))  # a fresh token moves the expiry
     assert first.cancelled() and session._expiry is not None
     assert not guard.authenticate(session, token(ttl=600))  # the same grant changes nothing
-    now += 3600  # by the guard's clock, the next grant has expired already: the timer fires now
-    assert guard.authenticate(session, token(ttl=900))
+    # Tokens that add to the grants (Ant Media's, per command): when one of two expires, what
+    # only it covered ends; when the last one does, the session ends.
+    assert guard.authenticate(session, token(ttl=1200, rooms=["x"]), replace=False)
+    assert len(session.grants) == 2 and guard.allows(session)("rooms", "x")
+    now += 900  # the first has expired by the guard's clock: re-armed, the timer fires now
+    assert guard.authenticate(session, token(ttl=1200, rooms=["x"]), replace=False) is False
+    guard.watch_expiry(session, set_expired, set_narrowed)
+    await asyncio.wait_for(narrowed.wait(), 5)
+    assert not expired.is_set() and len(session.grants) == 1
+    now += 3600
+    guard.watch_expiry(session, set_expired, set_narrowed)
     await asyncio.wait_for(expired.wait(), 5)
+    assert session.grants == []
     guard.close(session)
 
 
@@ -157,19 +174,21 @@ async def test_an_expired_token_ends_the_session_at_once(
     secured = await start_server(jwt_secret=SECRET)
     bob = await connect(secured.url, auth={"token": token(rooms=["*"])})
     await bob.join("room")
-    alice = await connect(secured.url, auth={"token": token(ttl=2, rooms=["*"])})
+    alice = await connect(secured.url, auth={"token": token(ttl=60, rooms=["*"])})
     await alice.join("room")
     assert (await bob.next("peer-joined"))["peerId"] == alice.peer_id
-    # At its expiry the server takes it out of everything; nobody keeps hearing of the room.
+    publisher = await antmedia(secured.url)
+    short = token(ttl=60, publish=["cam"])
+    await publisher.request("publish", "notification:publish_started", streamId="cam", token=short)
+    # Every grant expires (by the server's clock); a token that has expired as well moves the
+    # expiry timers to now. The server takes them out of everything; nobody keeps hearing of them.
+    expire_grants(secured)
+    await alice.request("authenticate", {"token": token(ttl=120, rooms=["*"])})
     assert "expired" in (await alice.next("kicked", timeout=5))["reason"]
     left = await bob.next("peer-left")
     assert (left["peerId"], left["reason"]) == (alice.peer_id, "expired")
     await alice.next("disconnect")
-
-    publisher = await antmedia(secured.url)
-    await publisher.request(
-        "publish", "notification:publish_started", streamId="cam", token=token(ttl=2, publish=["cam"])
-    )
+    await publisher.send("getIceServerConfig", token=token(ttl=120))
     assert "expired" in (await publisher.next("notification:kicked", timeout=5))["reason"]
     assert await publisher.closed == 1008
     assert "cam" not in secured.store._streams
@@ -193,14 +212,17 @@ async def test_a_narrower_token_gives_up_what_it_no_longer_grants(
     refused = await alice.request("offer", {"target": bob.peer_id, "sdp": "v=0"})
     assert refused["error"]["code"] in ("not_joined", "unknown_target")
 
-    # Ant Media: the SDK sends a token with its commands; a narrower one ends the call it left.
+    # Ant Media: the SDK sends a token with each command, and each adds to what the connection
+    # may do; when one expires, what only it granted ends.
     caller = await antmedia(secured.url)
     await caller.request("join", "notification:joined", streamId="call", token=token(rooms=["call"]))
-    await caller.request(
-        "publish", "notification:publish_started", streamId="cam2", token=token(publish=["cam2"])
-    )
+    publishing = token(ttl=600, publish=["cam2"])
+    await caller.request("publish", "notification:publish_started", streamId="cam2", token=publishing)
+    assert "notification:leaved" not in caller.pending()  # the publish token added to the grants
+    secured.app[GUARD].clock = lambda: time.time() + 400  # the call's token (300 s) has expired
+    await caller.send("getIceServerConfig", token=token(ttl=900))  # moves the timer to now
     assert (await caller.next("notification:leaved"))["streamId"] == "call"
-    assert "call" not in secured.store._peer_rooms.get(secured.store._streams["cam2"].publisher, set())
+    assert "cam2" in secured.store._streams
 
 
 async def test_leave_and_stop_need_no_live_grant(

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import WSMsgType, web
 
@@ -193,3 +194,34 @@ async def test_long_polling_peer_that_stops_polling_is_dropped(
         assert len(BIG_SDP) < 65536 < 2 * len(BIG_SDP)
         await flood_until_dropped(sender, target)
         assert sender.sio.connected
+
+
+async def test_a_long_polling_post_that_arrives_in_pieces_is_read_whole(
+    server: RunningServer, connect: ConnectPeer
+) -> None:
+    bob = await connect()
+    await bob.join("pieces")
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as response:
+            sid = orjson.loads((await response.read())[1:])["sid"]
+        url = f"{base}&sid={sid}"
+        for body in (b"40", b'42["join",{"room":"pieces"}]'):
+            async with http.post(url, data=body) as response:
+                assert response.status == 200
+        sdp = "v=0\r\n" + "a=x:" + "x" * 30000 + "\u00e9t\u00e9\r\n"  # a split may fall inside "é"
+        body = ("42" + orjson.dumps(["offer", {"target": bob.peer_id, "sdp": sdp}]).decode()).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        middle = body.index("\u00e9".encode()) + 1
+        for piece in (body[:middle], body[middle:]):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)  # so that the server reads the first piece on its own
+        assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+        assert (await bob.next("offer"))["sdp"] == sdp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from signaling.core.errors import ErrorCode, SignalingError
-from signaling.core.hub import Hub, LocalDelivery
+from signaling.core.hub import Hub, LocalDelivery, Withdrawn
 from signaling.core.messages import (
     Candidate,
     IceCandidate,
@@ -134,9 +134,9 @@ async def test_streams_tell_publisher_viewers_and_room() -> None:
     assert sinks["pub"].messages == [ViewerJoined("cam", "v1"), ViewerJoined("cam", "v2")]
     offer = SessionDescription("offer", "v=0")
     assert await hub.relay("pub", "v1", offer, stream_id="cam") == Route(stream_id="cam")
-    await hub.stop_playing("v1", "cam")
+    assert await hub.stop("v1", "cam") == "played"
     assert sinks["pub"].messages[-1] == ViewerLeft("cam", "v1", "stopped")
-    await hub.unpublish("pub", "cam")
+    assert await hub.stop("pub", "cam") == "published"
     assert sinks["v2"].messages[-2:] == [
         StreamEnded("cam", "stopped"),
         StreamUnpublished("conf", "cam", "pub"),
@@ -198,3 +198,41 @@ async def test_leaving_a_room_stops_playing_its_streams() -> None:
     with pytest.raises(SignalingError) as caught:
         await hub.leave("b", "conf")
     assert caught.value.code == ErrorCode.NOT_IN_ROOM
+
+
+async def test_withdrawing_a_room_ends_its_streams_as_expired_and_says_so() -> None:
+    hub, sinks = make_hub("pub", "viewer", "mate")
+    for peer in ("pub", "viewer", "mate"):
+        await hub.join(peer, "r", {})
+    await hub.join("pub", "kept", {})
+    await hub.publish("pub", "s", room="r")
+    await hub.publish("pub", "global")
+    await hub.play("viewer", "s")
+    await hub.play("viewer", "global")
+    withdrawn = await hub.withdraw("viewer", lambda action, name: name != "r")
+    assert withdrawn == Withdrawn(["r"], [], ["s"])  # the room's stream, though "play s" is granted
+    assert sinks["pub"].messages[-2:] == [
+        ViewerLeft("s", "viewer", "expired"),
+        PeerLeft("r", "viewer", "expired"),
+    ]
+    withdrawn = await hub.withdraw("pub", lambda action, name: action == "rooms" and name != "r")
+    assert withdrawn == Withdrawn(["r"], ["s", "global"], [])
+    assert StreamEnded("global", "expired") in sinks["viewer"].messages
+    assert PeerLeft("r", "pub", "expired") in sinks["mate"].messages
+    assert await hub.store.rooms_of("pub") == ["kept"]
+
+
+async def test_one_stream_per_id_for_a_peer_whatever_its_rooms() -> None:
+    hub, _ = make_hub("a", "b")
+    await hub.join("a", "r1", {})
+    await hub.join("b", "r2", {})
+    await hub.join("a", "r2", {})
+    await hub.publish("b", "cam", room="r2")
+    await hub.play("a", "cam")
+    with pytest.raises(SignalingError) as playing:
+        await hub.publish("a", "cam", room="r1")  # would leave "stop cam" ambiguous
+    assert playing.value.code == ErrorCode.ALREADY_PLAYING
+    await hub.publish("a", "mine", room="r1")
+    with pytest.raises(SignalingError) as publishing:
+        await hub.play("a", "mine")
+    assert publishing.value.code == ErrorCode.ALREADY_PUBLISHING

@@ -71,6 +71,22 @@ def test_each_address_has_a_budget_and_held_lines_are_summarized(caplog: pytest.
     assert budget.addresses == 0
 
 
+async def test_quiet_addresses_are_forgotten_by_themselves() -> None:
+    budget = ClientLogBudget(Rate(1000, 5), summary_every=0.01)
+    for index in range(1000):  # within budget: nothing held back, nothing to summarize
+        reset = client_address.set(f"10.1.{index // 256}.{index % 256}")
+        try:
+            assert budget.filter(record("connected"))
+        finally:
+            client_address.reset(reset)
+    assert budget.addresses == 1000
+    for _ in range(200):
+        if budget.addresses == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert budget.addresses == 0
+
+
 async def test_the_summary_comes_by_itself(caplog: pytest.LogCaptureFixture) -> None:
     budget = ClientLogBudget(Rate(1, 1), summary_every=0.01)
     reset = client_address.set("10.0.0.3")

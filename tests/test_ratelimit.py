@@ -220,19 +220,20 @@ class FakeTransport:
         self.aborted = True
 
 
-def test_connections_without_a_request_head_hold_an_address_slot() -> None:
+def test_connections_without_a_request_head_are_counted_per_address() -> None:
     guard = Guard(rate_limits=RateLimits(), connections_per_address=2, metrics=Metrics())
-    heads = PendingHeads(guard)
-    first, second, third = (object(), object(), object())
+    heads = PendingHeads(guard, per_address=2)
+    first, second, third, fourth = (object(), object(), object(), object())
     transports = [FakeTransport("10.0.0.9") for _ in range(3)]
     for protocol, transport in zip((first, second, third), transports, strict=True):
         heads.opened(protocol, transport)  # type: ignore[arg-type]  # a stand-in transport
     assert [t.aborted for t in transports] == [False, False, True]  # over the limit: cut at once
-    assert len(heads) == 2
-    heads.served(first)  # its head came: the slot goes back, for its session to take
-    heads.lost(first)  # and is not given back twice
-    heads.lost(second)
-    assert len(heads) == 0
+    heads.served(first)  # its head came (or it closed): its place goes back
+    heads.served(first)  # and only once
+    again = FakeTransport("10.0.0.9")
+    heads.opened(fourth, again)  # type: ignore[arg-type]
+    assert not again.aborted
+    # Apart from the sessions' slots: an address at its session limit still gets its requests in.
     guard.reserve("10.0.0.9", "test")
     guard.reserve("10.0.0.9", "test")
     with pytest.raises(SignalingError):

@@ -7,6 +7,7 @@ No transport or network library is imported here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +34,17 @@ from signaling.core.messages import (
     ViewerJoined,
     ViewerLeft,
 )
-from signaling.core.store import Member, Metadata, Removal, Route, Store, Stream, stream_key, stream_name
+from signaling.core.store import (
+    Member,
+    Metadata,
+    Removal,
+    Route,
+    Store,
+    Stream,
+    stream_key,
+    stream_name,
+    stream_room,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +199,15 @@ class Hub:
     async def publish(
         self, peer_id: str, stream_id: str, *, room: str | None = None, max_viewers: int | None = None
     ) -> Stream:
-        if await self._own(peer_id, stream_id, playing=False) is not None:
+        # One stream per id for a peer, whatever its rooms: `stop` and relays name it by its id.
+        published, played = await self._mine(peer_id, stream_id)
+        if published is not None:
             raise SignalingError(ErrorCode.ALREADY_PUBLISHING, f"already publishing {stream_id!r}")
+        if played is not None:
+            raise SignalingError(
+                ErrorCode.ALREADY_PLAYING,
+                f"you play a stream {stream_id!r}; stop it to publish one by that id",
+            )
         stream = await self.store.publish(stream_key(room, stream_id), peer_id, room, max_viewers)
         log.info(
             "peer=%s stream=%s published (room %s, viewers %s)",
@@ -202,42 +220,39 @@ class Hub:
             await self._tell(await self._others(room, peer_id), StreamPublished(room, stream_id, peer_id))
         return _named(stream)
 
-    async def unpublish(self, peer_id: str, stream_id: str) -> Stream:
-        key = await self._own(peer_id, stream_id, playing=False)
-        return await self._unpublish(peer_id, key or stream_id)
-
-    async def _unpublish(self, peer_id: str, key: str) -> Stream:
+    async def _unpublish(self, peer_id: str, key: str, reason: EndReason = "stopped") -> Stream:
         stream = _named(await self.store.unpublish(key, peer_id))
         log.info("peer=%s stream=%s unpublished", peer_id, stream.stream_id)
-        await self._announce_unpublished(stream, "stopped")
+        await self._announce_unpublished(stream, reason)
         return stream
 
     async def play(self, viewer: str, stream_id: str) -> Stream:
+        published, played = await self._mine(viewer, stream_id)
+        if published is not None:
+            raise SignalingError(
+                ErrorCode.ALREADY_PUBLISHING, f"you publish {stream_id!r}; play another stream"
+            )
+        if played is not None:
+            raise SignalingError(ErrorCode.ALREADY_PLAYING, f"already playing {stream_id!r}")
         stream = _named(await self.store.play(await self._visible(viewer, stream_id), viewer))
         log.info("peer=%s stream=%s playing", viewer, stream_id)
         await self.delivery.deliver(stream.publisher, ViewerJoined(stream_id, viewer))
         return stream
 
-    async def stop_playing(self, viewer: str, stream_id: str) -> Stream:
-        key = await self._own(viewer, stream_id, published=False)
-        return await self._stop_playing(viewer, key or stream_id)
-
-    async def _stop_playing(self, viewer: str, key: str) -> Stream:
+    async def _stop_playing(self, viewer: str, key: str, reason: EndReason = "stopped") -> Stream:
         stream = _named(await self.store.stop_playing(key, viewer))
         log.info("peer=%s stream=%s stopped playing", viewer, stream.stream_id)
-        await self.delivery.deliver(stream.publisher, ViewerLeft(stream.stream_id, viewer, "stopped"))
+        await self.delivery.deliver(stream.publisher, ViewerLeft(stream.stream_id, viewer, reason))
         return stream
 
     async def stop(self, peer_id: str, stream_id: str) -> Literal["published", "played"]:
         """End whichever the peer does with the stream: publish it, or play it."""
-        published, playing = await self.store.peer_streams(peer_id)
-        key = _find(published, stream_id)
-        if key is not None:
-            await self._unpublish(peer_id, key)
+        published, played = await self._mine(peer_id, stream_id)
+        if published is not None:
+            await self._unpublish(peer_id, published)
             return "published"
-        key = _find(playing, stream_id)
-        if key is not None:
-            await self._stop_playing(peer_id, key)
+        if played is not None:
+            await self._stop_playing(peer_id, played)
             return "played"
         raise SignalingError(ErrorCode.NOT_STREAMING, f"you neither publish nor play {stream_id!r}")
 
@@ -252,12 +267,10 @@ class Hub:
     async def is_published(self, stream_id: str, room: str | None) -> bool:
         return await self.store.stream(stream_key(room, stream_id)) is not None
 
-    async def _own(
-        self, peer_id: str, stream_id: str, *, published: bool = True, playing: bool = True
-    ) -> str | None:
-        """The key of the stream by that id the peer publishes (or plays), if any."""
-        mine, theirs = await self.store.peer_streams(peer_id)
-        return _find([*(mine if published else ()), *(theirs if playing else ())], stream_id)
+    async def _mine(self, peer_id: str, stream_id: str) -> tuple[str | None, str | None]:
+        """The keys of the streams by that id the peer publishes and plays (at most one of them)."""
+        published, playing = await self.store.peer_streams(peer_id)
+        return _find(published, stream_id), _find(playing, stream_id)
 
     async def _visible(self, peer_id: str, stream_id: str) -> str:
         """The key of the stream by that id the peer can see, first in its own rooms; the id
@@ -281,8 +294,10 @@ class Hub:
     ) -> Route:
         """Deliver a signal to target through a room or stream both are in; return which."""
         started = time.perf_counter()
-        key = None if stream_id is None else (await self._own(sender, stream_id) or stream_id)
-        route = await self.store.route(sender, target, room=room, stream_id=key)
+        if stream_id is not None:
+            published, played = await self._mine(sender, stream_id)
+            stream_id = published or played or stream_id
+        route = await self.store.route(sender, target, room=room, stream_id=stream_id)
         return await self._deliver(sender, target, signal, route, started)
 
     async def relay_through(self, peer_id: str, name: str, signal: Signal) -> tuple[Route, bool]:
@@ -336,26 +351,38 @@ class Hub:
         return False
 
     async def withdraw(self, peer_id: str, allows: Allows) -> Withdrawn:
-        """Leave the rooms and end the streams that `allows` no longer covers (a narrower token);
-        the others are told with reason "expired". Returns what was given up."""
+        """Leave the rooms and end the streams that `allows` no longer covers (a narrower or an
+        expired token), the streams of those rooms with them; the others are told with reason
+        "expired". Returns what was given up. What ends meanwhile by itself is skipped."""
+        rooms = [room for room in await self.store.rooms_of(peer_id) if not allows("rooms", room)]
         published, playing = await self.store.peer_streams(peer_id)
-        unpublish = [key for key in published if not allows("publish", stream_name(key))]
-        unplay = [key for key in playing if not allows("play", stream_name(key))]
-        withdrawn = Withdrawn(
-            [room for room in await self.store.rooms_of(peer_id) if not allows("rooms", room)],
-            [stream_name(key) for key in unpublish],
-            [stream_name(key) for key in unplay],
-        )
-        for key in unpublish:
-            await self._announce_unpublished(_named(await self.store.unpublish(key, peer_id)), "expired")
-        for key in unplay:
-            stream = _named(await self.store.stop_playing(key, peer_id))
-            await self.delivery.deliver(stream.publisher, ViewerLeft(stream.stream_id, peer_id, "expired"))
-        for room in withdrawn.rooms:
-            await self.leave(peer_id, room, "expired")
+
+        def ends(key: str, action: Literal["publish", "play"]) -> bool:
+            return stream_room(key) in rooms or not allows(action, stream_name(key))
+
+        withdrawn = Withdrawn(rooms, [], [])
+        for key in (key for key in published if ends(key, "publish")):
+            with contextlib.suppress(SignalingError):
+                withdrawn.published.append((await self._unpublish(peer_id, key, "expired")).stream_id)
+        for key in (key for key in playing if ends(key, "play")):
+            with contextlib.suppress(SignalingError):
+                withdrawn.played.append((await self._stop_playing(peer_id, key, "expired")).stream_id)
+        for room in rooms:
+            with contextlib.suppress(SignalingError):
+                await self.leave(peer_id, room, "expired")
         if any(withdrawn):
-            log.info("peer=%s gave up what its new token does not grant: %s", peer_id, withdrawn)
+            log.info("peer=%s gave up what its token no longer grants: %s", peer_id, withdrawn)
         return withdrawn
+
+    async def expire(self, peer_id: str) -> None:
+        """The peer's token expired: out of everything (the others hear reason "expired"), told,
+        and disconnected by the node that holds it, even if the shared state is out of reach."""
+        reason = "the token expired: connect again with a fresh one"
+        try:
+            await self.kick(peer_id, reason, gone="expired")
+        except SignalingError as error:
+            log.warning("peer=%s expired, but could not be removed now: %s", peer_id, error.message)
+            await self.delivery.deliver(peer_id, Kicked(reason))  # its disconnect retries it
 
     @staticmethod
     def _single(others: list[str], key: str) -> str:

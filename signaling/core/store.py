@@ -62,6 +62,12 @@ def stream_name(key: str) -> str:
     return key.rpartition("/")[2]
 
 
+def stream_room(key: str) -> str | None:
+    """The room a stream was published in, from its store key."""
+    room, separator, _ = key.rpartition("/")
+    return room if separator else None
+
+
 class Route(NamedTuple):
     """What links sender and target for a relay: a shared room, or a stream one publishes and the
     other plays. Exactly one is set. (A NamedTuple: one is built for every relayed message.)"""

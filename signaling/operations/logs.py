@@ -103,6 +103,7 @@ class ClientLogBudget(logging.Filter):
         allowance = self._allowances.get(address)
         if allowance is None:
             allowance = self._allowances[address] = _Allowance(TokenBucket(self.rate, self.rate.burst, now))
+            self._schedule_summary()  # which also forgets the address once it is quiet
         if allowance.bucket.take(now):
             return True
         allowance.held[str(getattr(record, "code", None) or record.name)] += 1
@@ -120,7 +121,8 @@ class ClientLogBudget(logging.Filter):
         self._summary_due = loop.call_later(self.summary_every, self.summarize, context=contextvars.Context())
 
     def summarize(self) -> None:
-        """Log one line per address with lines held back, and forget addresses with a full budget."""
+        """Log one line per address with lines held back, and forget addresses with a full budget
+        (it runs every `summary_every` seconds while any address is known)."""
         self._summary_due = None
         now = self._clock()
         for address, allowance in list(self._allowances.items()):
@@ -137,6 +139,8 @@ class ClientLogBudget(logging.Filter):
             bucket = allowance.bucket
             if bucket.tokens + (now - bucket.updated) * bucket.rate.per_second >= bucket.rate.burst:
                 del self._allowances[address]  # idle: its state starts afresh when it logs again
+        if self._allowances:
+            self._schedule_summary()
 
     @property
     def addresses(self) -> int:

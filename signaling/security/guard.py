@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from signaling.core.errors import ErrorCode, SignalingError
+from signaling.operations.logs import brief
 from signaling.operations.metrics import Metrics
 from signaling.security.auth import Action, Grant, TokenVerifier
 from signaling.security.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Kind, RateLimits
@@ -19,18 +20,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Session:
+    """One connection's share: its address, its rate buckets, and the grants of the tokens it
+    gave (socket.io's `authenticate` replaces them; each Ant Media command's token adds one)."""
+
     address: str
     transport: str
     limiter: ConnectionLimiter
-    grant: Grant | None = None
+    grants: list[Grant] = field(default_factory=list)
     closed: bool = field(default=False)
-    # Called when the grant expires without having been replaced (see Guard.watch_expiry).
-    on_expiry: Callable[[], object] | None = None
+    # See Guard.watch_expiry.
+    on_expired: Callable[[], Awaitable[None]] | None = None
+    on_narrowed: Callable[[], Awaitable[None]] | None = None
     _expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def grant(self) -> Grant | None:
+        """The latest grant given."""
+        return self.grants[-1] if self.grants else None
 
     def user(self, peer_id: str) -> str:
         """Who TURN credentials are for: the token's subject, else the peer."""
-        return self.grant.subject if self.grant is not None and self.grant.subject else peer_id
+        grant = self.grant
+        return grant.subject if grant is not None and grant.subject else peer_id
 
 
 class Guard:
@@ -50,6 +61,7 @@ class Guard:
         self.clock = clock  # wall-clock seconds, like tokens' `exp`
         self._addresses = AddressLimiter(connections_per_address)
         self._cooldowns = Cooldowns(flood_cooldown)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def auth_required(self) -> bool:
@@ -86,7 +98,8 @@ class Guard:
             raise
         self.metrics.connections.labels(transport).inc()
         self.metrics.connections_opened.labels(transport).inc()
-        return Session(address, transport, ConnectionLimiter(self.rate_limits), grant)
+        grants = [grant] if grant is not None else []
+        return Session(address, transport, ConnectionLimiter(self.rate_limits), grants)
 
     def close(self, session: Session) -> None:
         if not session.closed:
@@ -95,40 +108,21 @@ class Guard:
         if session._expiry is not None:
             session._expiry.cancel()
 
-    def watch_expiry(self, session: Session, on_expiry: Callable[[], object]) -> None:
-        """Call `on_expiry` when the session's grant expires (each new grant moves the time)."""
-        session.on_expiry = on_expiry
-        self._arm(session)
-
-    def _arm(self, session: Session) -> None:
-        if session._expiry is not None:
-            session._expiry.cancel()
-            session._expiry = None
-        if session.grant is None or session.on_expiry is None or session.closed:
-            return
-        delay = max(0.0, session.grant.expires_at - self.clock())
-        session._expiry = asyncio.get_running_loop().call_later(delay, self._expired, session)
-
-    def _expired(self, session: Session) -> None:
-        session._expiry = None
-        if session.grant is not None and session.on_expiry is not None and not session.closed:
-            if self.clock() >= session.grant.expires_at:
-                session.on_expiry()
-            else:  # the clock the timer ran on was ahead of ours: wait for the rest
-                self._arm(session)
-
     def refused(self, transport: str, code: ErrorCode) -> None:
         self.metrics.errors.labels(str(code), transport).inc()
 
-    def authenticate(self, session: Session, token: str) -> bool:
-        """Replace the connection's grant, e.g. with a fresh token before the old one expires;
-        True when the grant changed (what it covers may have, too)."""
+    def authenticate(self, session: Session, token: str, *, replace: bool = True) -> bool:
+        """Take a fresh token: it replaces the session's grants (or, with `replace` False, joins
+        those still live). True when what the session may do changed."""
         if self.verifier is None:
             return False
         grant = self.verifier.verify(token)
-        if grant == session.grant:
+        # Expired grants are kept until the expiry timer takes them out, with what they covered.
+        kept = [] if replace else [g for g in session.grants if g != grant]
+        grants = [*kept, grant]
+        if grants == session.grants:
             return False
-        session.grant = grant
+        session.grants = grants
         self._arm(session)
         return True
 
@@ -137,17 +131,70 @@ class Guard:
         message needs one, not only joins, so an expired token stops relaying too); return it."""
         if self.verifier is None:
             return None
-        if session.grant is None:
+        live = self._live(session)
+        if not live:
+            if session.grants:
+                raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired; authenticate again")
             raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
-        if self.clock() >= session.grant.expires_at:
-            raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired; authenticate again")
-        return session.grant
+        return live[-1]
 
     def authorize(self, session: Session, action: Action, name: str) -> None:
         """Raise unless the connection may do `action` on `name`; a no-op without auth."""
         grant = self.require_grant(session)
-        if grant is not None:
-            grant.check(action, name, self.clock())
+        if grant is not None and not self.allows(session)(action, name):
+            grant.check(action, name, self.clock())  # raises, naming what is not granted
+
+    def allows(self, session: Session) -> Callable[[Action, str], bool]:
+        """Whether the session's live grants still cover `action` on a name."""
+        live = self._live(session)
+        return lambda action, name: any(grant.allows(action, name) for grant in live)
+
+    def watch_expiry(
+        self,
+        session: Session,
+        expired: Callable[[], Awaitable[None]],
+        narrowed: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run `expired` when the last of the session's grants expires (the session then ends),
+        and `narrowed` when one expires while others remain (what they no longer cover ends)."""
+        session.on_expired, session.on_narrowed = expired, narrowed
+        self._arm(session)
+
+    def _live(self, session: Session) -> list[Grant]:
+        now = self.clock()
+        return [grant for grant in session.grants if now < grant.expires_at]
+
+    def _arm(self, session: Session) -> None:
+        if session._expiry is not None:
+            session._expiry.cancel()
+            session._expiry = None
+        if not session.grants or session.on_expired is None or session.closed:
+            return
+        delay = max(0.0, min(grant.expires_at for grant in session.grants) - self.clock())
+        session._expiry = asyncio.get_running_loop().call_later(delay, self._expired, session)
+
+    def _expired(self, session: Session) -> None:
+        session._expiry = None
+        live = self._live(session)
+        if session.closed or live == session.grants:
+            self._arm(session)  # the timer's clock ran ahead of ours: wait for the rest
+            return
+        session.grants = live
+        handler = session.on_narrowed if live else session.on_expired
+        if handler is not None:
+            self._background(handler())
+        self._arm(session)
+
+    def _background(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:  # a failure here has nobody to answer to but the log
+                log.warning("ending what an expired token granted failed: %s", brief(exc))
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def admit(self, session: Session, kind: Kind) -> None:
         """Let one message through, or raise `rate_limited`; a connection that keeps flooding

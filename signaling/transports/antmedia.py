@@ -379,7 +379,6 @@ class AntMediaTransport:
         self._heartbeat = heartbeat
         self._ice = ice
         self._peers: dict[str, AntMediaPeer] = {}
-        self._background: set[asyncio.Task[Any]] = set()
         self._schemas = build_command_schemas(limits)
         self._commands: dict[str, Handler] = {
             "ping": self.ping,
@@ -447,7 +446,9 @@ class AntMediaTransport:
         peer.session = session
         self._peers[peer.peer_id] = peer
         self._hub.connect(peer.peer_id, peer)
-        self._guard.watch_expiry(session, partial(self._expired, peer))
+        self._guard.watch_expiry(
+            session, partial(self._hub.expire, peer.peer_id), partial(self._withdraw, peer, session)
+        )
         try:
             async for frame in ws:
                 if peer.closing:
@@ -507,8 +508,9 @@ class AntMediaTransport:
             fields = parse(schema, name, (decoded,)) if schema is not None else {}
             if session is not None and name not in UNGUARDED:
                 token = decoded.get("token")
-                if isinstance(token, str) and token and self._guard.authenticate(session, token):
-                    await self._withdraw(peer, session)
+                if isinstance(token, str) and token:
+                    # Ant Media's SDKs send a token per stream: each adds to what the connection may do.
+                    self._guard.authenticate(session, token, replace=False)
                 if name in COMMAND_GRANTS:
                     action, field = COMMAND_GRANTS[name]
                     self._guard.authorize(session, action, fields[field])
@@ -523,10 +525,9 @@ class AntMediaTransport:
             return [error_message(failure, request)]
 
     async def _withdraw(self, peer: AntMediaPeer, session: Session) -> None:
-        """A new token may cover less than the old one: what it does not cover ends, and the SDK
-        hears of it as if it had asked for it."""
-        assert session.grant is not None
-        withdrawn = await self._hub.withdraw(peer.peer_id, session.grant.allows)
+        """One of the connection's tokens expired: what the others do not cover ends, and the
+        SDK hears of it as if it had asked for it."""
+        withdrawn = await self._hub.withdraw(peer.peer_id, self._guard.allows(session))
         for room in withdrawn.rooms:
             membership = peer.rooms.pop(room, None)
             if membership is not None and membership.mode == "p2p":
@@ -537,12 +538,6 @@ class AntMediaTransport:
             peer.write(notification("publish_finished", streamId=stream_id))
         for stream_id in withdrawn.played:
             peer.write(notification("play_finished", streamId=stream_id))
-
-    def _expired(self, peer: AntMediaPeer) -> None:
-        """The connection's token expired, and no fresh one came: its session ends."""
-        kick = self._hub.kick(peer.peer_id, "the token expired", gone="expired")
-        self._background.add(task := asyncio.get_running_loop().create_task(kick))
-        task.add_done_callback(self._background.discard)
 
     def _admit(self, peer: AntMediaPeer, session: Session, kind: Kind) -> None:
         try:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import socketio
 from aiohttp import WSMsgType, web
@@ -123,40 +123,45 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         """A long-polling POST. One larger than MAX_MESSAGE_BYTES, or one that does not decode
         (engine.io takes at most 16 packets per POST), ends the session here and now: engine.io
         would close it waiting for a poll that such a client never makes, or log a traceback."""
-        if self.closed:
-            return  # a POST that raced its session's end: nothing to hand over
         limit = self.server.max_http_buffer_size
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length > limit:
             await self._refuse_post(f"long-polling POST larger than {limit} bytes")
+            return
         try:
-            body = (await environ["wsgi.input"].read(length)).decode()
+            # readexactly: a body may arrive in several pieces, and read() returns the first.
+            body = (await environ["wsgi.input"].readexactly(length)).decode()
             packets = payload.Payload(encoded_payload=body).packets
         except Exception as exc:  # the decoder raises whatever the input provokes
             await self._refuse_post(f"long-polling POST that does not decode ({brief(exc)})")
+            return
         for pkt in packets:
+            if self.closed:
+                break  # cut off: the rest of what it sent is not handled
             await self.receive(pkt)
 
-    async def _refuse_post(self, why: str) -> NoReturn:
+    async def _refuse_post(self, why: str) -> None:
         log.warning("eio_sid=%s dropped: %s", self.sid, why)
-        # engine.io's own close, which leaves the session in engine.io's table: the 400 that
-        # engine.io answers with is given only for a session still there.
+        forgotten = self.sid not in self.server.sockets  # closed meanwhile, while the body came
+        # engine.io's own close, which leaves the session in engine.io's table: engine.io then
+        # forgets it and answers 400, for a session still in its table only (else it fails).
         await super().close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
-        raise exceptions.EngineIOError(why)
+        if not forgotten:
+            raise exceptions.EngineIOError(why)
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         # engine.io's close(wait=True) waits until a long-polling client has polled what is
         # queued, for ever if it never polls again: the wait is bounded here.
         await super().close(wait=False, abort=abort, reason=reason)
+        if self.closed:
+            # engine.io forgets a closed session only when its next request comes, and a POST
+            # then fails with a traceback: it is forgotten now, and that request gets a 400.
+            self.server.sockets.pop(self.sid, None)
         if wait and self._writer is None:
             self.queue.put_nowait(None)  # answers a pending poll now
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await self.queue.join()
-        if self.closed:
-            # engine.io forgets a closed session only when its next request comes, and a POST
-            # then fails with a traceback: it is forgotten now, and that request gets a 400.
-            self.server.sockets.pop(self.sid, None)
         response, writer = self._response, self._writer
         if self.closed and response is not None and not response.closed and self._closer is None:
             # In the background: close() may be called while handling another client's message.

@@ -6,7 +6,6 @@ events and internal failures are all answered in one place, the same way.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,7 @@ from typing import Any
 import socketio
 
 from signaling.core.errors import ErrorCode, SignalingError
-from signaling.core.hub import Hub, Withdrawn
+from signaling.core.hub import Allows, Hub, Withdrawn
 from signaling.core.limits import Limits
 from signaling.core.messages import (
     Candidate,
@@ -38,7 +37,7 @@ from signaling.core.messages import (
     candidate_fields,
 )
 from signaling.core.peers import local_id
-from signaling.security.auth import Action, Grant
+from signaling.security.auth import Action
 from signaling.security.guard import Guard, Session
 from signaling.security.ratelimit import Kind
 from signaling.security.turn import IceServers
@@ -150,7 +149,6 @@ class SocketIOTransport:
         self._ice = ice
         self._ice_expiry: dict[str, float] = {}  # sid -> when the credentials it was given expire
         self._schemas = build_schemas(limits)
-        self._background: set[asyncio.Task[Any]] = set()
         self._handlers: dict[str, Handler] = {
             "join": self.join,
             "leave": self.leave,
@@ -189,7 +187,9 @@ class SocketIOTransport:
             raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
         log.info("peer=%s connected from %s", peer, address)
         self._hub.connect(peer, SocketIOSink(self._sio, sid))
-        self._guard.watch_expiry(session, partial(self._expired, peer))
+        self._guard.watch_expiry(
+            session, partial(self._hub.expire, peer), partial(self._narrowed, peer, session)
+        )
 
     async def disconnect(self, sid: str, reason: str = "") -> None:
         peer = self._hub.peer_id(sid)
@@ -219,7 +219,7 @@ class SocketIOTransport:
             if session is not None:
                 if name == "authenticate":
                     if self._guard.authenticate(session, request["token"]):
-                        request["grant"] = session.grant  # for the handler: what it still covers
+                        request["allows"] = self._guard.allows(session)  # for the handler
                 elif name in AUTHORIZE:
                     action, field = AUTHORIZE[name]
                     self._guard.authorize(session, action, request[field])
@@ -280,17 +280,12 @@ class SocketIOTransport:
     async def authenticate(self, peer: str, request: dict[str, Any]) -> Reply:
         # The token was checked and applied in dispatch, where the connection's session is at
         # hand; a new grant may cover less than the old one did.
-        grant: Grant | None = request.get("grant")
-        withdrawn = (
-            await self._hub.withdraw(peer, grant.allows) if grant is not None else Withdrawn([], [], [])
-        )
+        allows: Allows | None = request.get("allows")
+        withdrawn = await self._hub.withdraw(peer, allows) if allows is not None else Withdrawn([], [], [])
         return {"revoked": {"rooms": withdrawn.rooms, "streams": [*withdrawn.published, *withdrawn.played]}}
 
-    def _expired(self, peer: str) -> None:
-        """The connection's token expired, and no fresh one came: its session ends."""
-        kick = self._hub.kick(peer, "the token expired: connect again with a fresh one", gone="expired")
-        self._background.add(task := asyncio.get_running_loop().create_task(kick))
-        task.add_done_callback(self._background.discard)
+    async def _narrowed(self, peer: str, session: Session) -> None:
+        await self._hub.withdraw(peer, self._guard.allows(session))
 
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
