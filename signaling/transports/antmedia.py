@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -40,13 +40,11 @@ from signaling.core.messages import (
     ViewerLeft,
 )
 from signaling.core.store import Route
-from signaling.security.auth import Action
 from signaling.security.guard import Guard, Session
-from signaling.security.ratelimit import Kind
 from signaling.security.turn import IceServers
 from signaling.transports.antmedia_schemas import build_command_schemas
+from signaling.transports.events import Event, Pipeline
 from signaling.transports.frames import FrameWriter, close_websocket
-from signaling.transports.schemas import parse
 
 log = logging.getLogger(__name__)
 
@@ -79,30 +77,6 @@ MEDIA_SERVER_COMMANDS = frozenset(
         "getDebugInfo",
     }
 )
-
-# How fast each command may come: see signaling.security.ratelimit.
-COMMAND_KINDS: dict[str, Kind] = {
-    "takeConfiguration": "relay",
-    "takeCandidate": "relay",
-    "peerMessageCommand": "relay",
-    "ping": "query",
-    "getIceServerConfig": "query",
-    "getRoomInfo": "query",
-    "getStreamInfo": "query",
-}
-
-# Commands that need no valid token: giving things up is always allowed, expired token or not.
-UNGUARDED = frozenset({"ping", "leave", "stop", "leaveFromRoom"})
-
-# Commands that need a token granting them: (claim, field naming the room or stream).
-COMMAND_GRANTS: dict[str, tuple[Action, str]] = {
-    "join": ("rooms", "streamId"),
-    "joinRoom": ("rooms", "room"),
-    "getRoomInfo": ("rooms", "room"),
-    "publish": ("publish", "streamId"),
-    "play": ("play", "streamId"),
-    "getStreamInfo": ("play", "streamId"),
-}
 
 ERROR_DEFINITIONS: dict[ErrorCode, str] = {
     ErrorCode.UNAUTHORIZED: "unauthorized_access",
@@ -353,8 +327,6 @@ RENDERERS: dict[type, Callable[[AntMediaPeer, Any], Sequence[Command]]] = {
     StreamEnded: _render_stream_ended,
 }
 
-Handler = Callable[[AntMediaPeer, Message], Awaitable[list[Message]]]
-
 
 class AntMediaTransport:
     """Serves `/{app}/websocket`: decodes frames, validates commands, calls the hub, replies."""
@@ -379,23 +351,7 @@ class AntMediaTransport:
         self._heartbeat = heartbeat
         self._ice = ice
         self._peers: dict[str, AntMediaPeer] = {}
-        self._schemas = build_command_schemas(limits)
-        self._commands: dict[str, Handler] = {
-            "ping": self.ping,
-            "getIceServerConfig": self.get_ice_server_config,
-            "join": self.join,
-            "leave": self.leave,
-            "takeConfiguration": self.take_configuration,
-            "takeCandidate": self.take_candidate,
-            "peerMessageCommand": self.peer_message,
-            "publish": self.publish,
-            "play": self.play,
-            "stop": self.stop,
-            "joinRoom": self.join_room,
-            "leaveFromRoom": self.leave_from_room,
-            "getRoomInfo": self.get_room_info,
-            "getStreamInfo": self.get_stream_info,
-        }
+        self._commands = Pipeline(self, self.COMMANDS, build_command_schemas(limits), guard, self._flooded)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         # The SDK appends ?target=origin|edge; routing is by path only, so the query is ignored.
@@ -457,7 +413,7 @@ class AntMediaTransport:
                     replies = await self.dispatch(peer, frame.data, session)
                 else:
                     try:
-                        self._admit_garbage(peer, session)
+                        self._commands.admit(peer, session, "control")  # garbage counts too
                         refusal: SignalingError = BINARY_REFUSAL
                     except SignalingError as error:
                         refusal = error
@@ -472,51 +428,35 @@ class AntMediaTransport:
             await peer.close()
         return ws
 
-    async def dispatch(self, peer: AntMediaPeer, text: str, session: Session | None = None) -> list[Message]:
+    async def dispatch(self, peer: AntMediaPeer, text: str, session: Session) -> list[Message]:
         request: Message | None = None
         try:
             try:
                 decoded = orjson.loads(text)
             except orjson.JSONDecodeError:
-                self._admit_garbage(peer, session)
+                self._commands.admit(peer, session, "control")  # garbage counts too
                 raise AntMediaRefusal(
                     "invalid_json", ErrorCode.INVALID_PAYLOAD, "frame is not valid JSON"
                 ) from None
             if not isinstance(decoded, dict) or not isinstance(decoded.get("command"), str):
-                self._admit_garbage(peer, session)
+                self._commands.admit(peer, session, "control")
                 raise AntMediaRefusal(
                     "missing_command",
                     ErrorCode.INVALID_PAYLOAD,
                     'a frame must be a JSON object with a "command"',
                 )
             request = decoded
-            name = decoded["command"]
-            if session is not None:
-                self._admit(peer, session, COMMAND_KINDS.get(name, "control"))
-            handler = self._commands.get(name)
-            if handler is None:
-                if name in MEDIA_SERVER_COMMANDS:
-                    raise AntMediaRefusal(
-                        "not_supported",
-                        ErrorCode.UNKNOWN_EVENT,
-                        f"{name} needs a media server; this server only signals",
-                    )
-                raise AntMediaRefusal(
-                    "unknown_command", ErrorCode.UNKNOWN_EVENT, f"unknown command {name[:64]!r}"
-                )
-            schema = self._schemas.get(name)
-            fields = parse(schema, name, (decoded,)) if schema is not None else {}
-            if session is not None and name not in UNGUARDED:
-                token = decoded.get("token")
-                if isinstance(token, str) and token:
-                    # Ant Media's SDKs send a token per stream: each adds to what the connection may do.
-                    self._guard.authenticate(session, token, replace=False)
-                if name in COMMAND_GRANTS:
-                    action, field = COMMAND_GRANTS[name]
-                    self._guard.authorize(session, action, fields[field])
-                else:  # TURN credentials and relays are for token holders only
-                    self._guard.require_grant(session)
-            return await handler(peer, fields)
+            # Ant Media's SDKs send a token per stream with their commands: each adds to what the
+            # connection may do (signaling.security.guard).
+            token = decoded.get("token")
+            return await self._commands.run(
+                peer,
+                session,
+                decoded["command"],
+                (decoded,),
+                _unknown,
+                token=token if isinstance(token, str) else None,
+            )
         except SignalingError as error:
             return [self._refuse(peer, request, error)]
         except Exception:
@@ -539,19 +479,9 @@ class AntMediaTransport:
         for stream_id in withdrawn.played:
             peer.write(notification("play_finished", streamId=stream_id))
 
-    def _admit(self, peer: AntMediaPeer, session: Session, kind: Kind) -> None:
-        try:
-            self._guard.admit(session, kind)
-        except SignalingError:
-            if session.limiter.flooding:
-                log.warning("peer=%s dropped: kept flooding after rate_limited errors", peer.peer_id)
-                peer.write(CLOSE_POLICY)
-            raise
-
-    def _admit_garbage(self, peer: AntMediaPeer, session: Session | None) -> None:
-        # Frames that are not commands still count against the sender's rate.
-        if session is not None:
-            self._admit(peer, session, "control")
+    def _flooded(self, peer: AntMediaPeer) -> None:
+        log.warning("peer=%s dropped: kept flooding after rate_limited errors", peer.peer_id)
+        peer.write(CLOSE_POLICY)
 
     def _refuse(self, peer: AntMediaPeer, request: Message | None, error: SignalingError) -> Message:
         log.warning(
@@ -699,10 +629,37 @@ class AntMediaTransport:
             }
         ]
 
+    # Every command a client may send: one row each (see signaling.transports.events); its schema
+    # is the one of that name in signaling.transports.antmedia_schemas.
+    COMMANDS: tuple[Event[AntMediaTransport, AntMediaPeer, list[Message]], ...] = (
+        Event("ping", ping, kind="query", access="open", fields=False),
+        Event("getIceServerConfig", get_ice_server_config, kind="query", fields=False),
+        Event("join", join, access=("rooms", "streamId")),
+        Event("leave", leave, access="open"),
+        Event("takeConfiguration", take_configuration, kind="relay"),
+        Event("takeCandidate", take_candidate, kind="relay"),
+        Event("peerMessageCommand", peer_message, kind="relay"),
+        Event("publish", publish, access=("publish", "streamId")),
+        Event("play", play, access=("play", "streamId")),
+        Event("stop", stop, access="open"),
+        Event("joinRoom", join_room, access=("rooms", "room")),
+        Event("leaveFromRoom", leave_from_room, access="open"),
+        Event("getRoomInfo", get_room_info, kind="query", access=("rooms", "room")),
+        Event("getStreamInfo", get_stream_info, kind="query", access=("play", "streamId")),
+    )
+
 
 BINARY_REFUSAL = AntMediaRefusal(
     "binary_not_supported", ErrorCode.INVALID_PAYLOAD, "binary frames are not supported; send JSON text"
 )
+
+
+def _unknown(name: str) -> SignalingError:
+    if name in MEDIA_SERVER_COMMANDS:
+        return AntMediaRefusal(
+            "not_supported", ErrorCode.UNKNOWN_EVENT, f"{name} needs a media server; this server only signals"
+        )
+    return AntMediaRefusal("unknown_command", ErrorCode.UNKNOWN_EVENT, f"unknown command {name[:64]!r}")
 
 
 def _stream_list(stream_ids: list[str]) -> list[Message]:

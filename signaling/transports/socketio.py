@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 import socketio
 
 from signaling.core.errors import ErrorCode, SignalingError
-from signaling.core.hub import Allows, Hub, Withdrawn
+from signaling.core.hub import Hub, Withdrawn
 from signaling.core.limits import Limits
 from signaling.core.messages import (
     Candidate,
-    DescriptionType,
     IceCandidate,
     Kicked,
     Outbound,
@@ -37,17 +35,14 @@ from signaling.core.messages import (
     candidate_fields,
 )
 from signaling.core.peers import local_id
-from signaling.security.auth import Action
 from signaling.security.guard import Guard, Session
-from signaling.security.ratelimit import Kind
 from signaling.security.turn import IceServers
 from signaling.transports import fastjson
 from signaling.transports.engine import DirectSocket, Reply, SignalingServer
-from signaling.transports.schemas import build_schemas, parse
+from signaling.transports.events import Event, Pipeline
+from signaling.transports.schemas import build_schemas
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[str, dict[str, Any]], Awaitable[Reply]]
 
 
 def render(message: Outbound) -> tuple[str, dict[str, Any]]:
@@ -85,26 +80,6 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
         case StreamEnded(stream_id=stream_id, reason=reason):
             return "stream-ended", {"streamId": stream_id, "reason": reason}
     raise TypeError(f"no socket.io rendering for {message!r}")
-
-
-# How fast each event may come: see signaling.security.ratelimit.
-EVENT_KINDS: dict[str, Kind] = {
-    "offer": "relay",
-    "answer": "relay",
-    "ice-candidate": "relay",
-    "peer-message": "relay",
-}
-
-
-# Events that need no valid token: giving things up is always allowed, expired token or not.
-UNGUARDED = frozenset({"leave", "stop"})
-
-# Events that need the connection's token to grant them: (claim, field naming the room or stream).
-AUTHORIZE: dict[str, tuple[Action, str]] = {
-    "join": ("rooms", "room"),
-    "publish": ("publish", "streamId"),
-    "play": ("play", "streamId"),
-}
 
 
 class SocketIOSink:
@@ -148,19 +123,7 @@ class SocketIOTransport:
         self._sessions: dict[str, Session] = {}
         self._ice = ice
         self._ice_expiry: dict[str, float] = {}  # sid -> when the credentials it was given expire
-        self._schemas = build_schemas(limits)
-        self._handlers: dict[str, Handler] = {
-            "join": self.join,
-            "leave": self.leave,
-            "offer": partial(self.relay_description, "offer"),
-            "answer": partial(self.relay_description, "answer"),
-            "ice-candidate": self.relay_candidate,
-            "peer-message": self.relay_peer_message,
-            "publish": self.publish,
-            "play": self.play,
-            "stop": self.stop,
-            "authenticate": self.authenticate,
-        }
+        self._events = Pipeline(self, self.EVENTS, build_schemas(limits), guard, self._flooded)
         sio.dispatch = self.dispatch
         sio.guard = guard
         sio.on_bad_packet = self._bad_packet
@@ -206,26 +169,11 @@ class SocketIOTransport:
         event = data[0] if data else None
         name = event[:64] if isinstance(event, str) else repr(event)[:64]
         try:
-            session = self._sessions.get(sid)
-            if session is not None:
-                self._admit(sid, session, EVENT_KINDS.get(name, "control"))
-            handler = self._handlers.get(event) if isinstance(event, str) else None
-            if handler is None:
-                raise SignalingError(
-                    ErrorCode.UNKNOWN_EVENT,
-                    f"unknown event {name!r}; this server accepts {', '.join(self._handlers)}",
-                )
-            request = parse(self._schemas[name], name, tuple(data[1:]))
-            if session is not None:
-                if name == "authenticate":
-                    if self._guard.authenticate(session, request["token"]):
-                        request["allows"] = self._guard.allows(session)  # for the handler
-                elif name in AUTHORIZE:
-                    action, field = AUTHORIZE[name]
-                    self._guard.authorize(session, action, request[field])
-                elif name not in UNGUARDED:
-                    self._guard.require_grant(session)
-            return {"ok": True, **await handler(peer, request)}
+            session = self._sessions[sid]
+            result = await self._events.run(
+                peer, session, event if isinstance(event, str) else "", tuple(data[1:]), self._unknown
+            )
+            return {"ok": True, **result}
         except SignalingError as error:
             log.warning(
                 "peer=%s event=%s refused: %s: %s",
@@ -241,6 +189,12 @@ class SocketIOTransport:
             log.exception("peer=%s event=%s failed", peer, name)
             internal = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this event")
             return {"ok": False, "error": internal.to_dict()}
+
+    def _unknown(self, name: str) -> SignalingError:
+        return SignalingError(
+            ErrorCode.UNKNOWN_EVENT,
+            f"unknown event {name[:64]!r}; this server accepts {', '.join(self._events.names)}",
+        )
 
     def _issue_ice(self, peer: str) -> list[dict[str, Any]]:
         """ICE servers for a peer about to open connections; refreshed before they expire."""
@@ -267,21 +221,20 @@ class SocketIOTransport:
             return
         # Counted as a strike (a flooder is cut off); the refusal itself has been logged already.
         with contextlib.suppress(SignalingError):
-            self._admit(sid, session, "control")
+            self._events.admit(self._hub.peer_id(sid), session, "control")
 
-    def _admit(self, sid: str, session: Session, kind: Kind) -> None:
-        try:
-            self._guard.admit(session, kind)
-        except SignalingError:
-            if session.limiter.flooding:
-                self._sio.drop(sid, "kept flooding after rate_limited errors")
-            raise
+    def _flooded(self, peer: str) -> None:
+        self._sio.drop(local_id(peer), "kept flooding after rate_limited errors")
+
+    # The handlers of the events in EVENTS (below): each gets the sender's peer id and the
+    # validated payload, and returns what the ack adds to {ok: true}.
 
     async def authenticate(self, peer: str, request: dict[str, Any]) -> Reply:
-        # The token was checked and applied in dispatch, where the connection's session is at
-        # hand; a new grant may cover less than the old one did.
-        allows: Allows | None = request.get("allows")
-        withdrawn = await self._hub.withdraw(peer, allows) if allows is not None else Withdrawn([], [], [])
+        # A fresh token replaces the connection's grant, which may cover less than the old one.
+        session = self._sessions[local_id(peer)]
+        withdrawn = Withdrawn([], [], [])
+        if self._guard.authenticate(session, request["token"]):
+            withdrawn = await self._hub.withdraw(peer, self._guard.allows(session))
         return {"revoked": {"rooms": withdrawn.rooms, "streams": [*withdrawn.published, *withdrawn.played]}}
 
     async def _narrowed(self, peer: str, session: Session) -> None:
@@ -303,9 +256,11 @@ class SocketIOTransport:
         await self._hub.leave(peer, request["room"])
         return {"room": request["room"]}
 
-    async def relay_description(self, kind: DescriptionType, peer: str, request: dict[str, Any]) -> Reply:
-        signal = SessionDescription(type=kind, sdp=request["sdp"])
-        return await self._relay(peer, request, signal)
+    async def offer(self, peer: str, request: dict[str, Any]) -> Reply:
+        return await self._relay(peer, request, SessionDescription("offer", request["sdp"]))
+
+    async def answer(self, peer: str, request: dict[str, Any]) -> Reply:
+        return await self._relay(peer, request, SessionDescription("answer", request["sdp"]))
 
     async def relay_candidate(self, peer: str, request: dict[str, Any]) -> Reply:
         body = request["candidate"]
@@ -348,3 +303,18 @@ class SocketIOTransport:
     async def stop(self, peer: str, request: dict[str, Any]) -> Reply:
         ended = await self._hub.stop(peer, request["streamId"])
         return {"streamId": request["streamId"], "stopped": ended}
+
+    # Every event a client may send: one row each (see signaling.transports.events); its schema
+    # is the one of that name in signaling.transports.schemas.
+    EVENTS: tuple[Event[SocketIOTransport, str, Reply], ...] = (
+        Event("join", join, access=("rooms", "room")),
+        Event("leave", leave, access="open"),
+        Event("offer", offer, kind="relay"),
+        Event("answer", answer, kind="relay"),
+        Event("ice-candidate", relay_candidate, kind="relay"),
+        Event("peer-message", relay_peer_message, kind="relay"),
+        Event("publish", publish, access=("publish", "streamId")),
+        Event("play", play, access=("play", "streamId")),
+        Event("stop", stop, access="open"),
+        Event("authenticate", authenticate, access="open"),
+    )
