@@ -11,7 +11,7 @@ import uvloop
 from signaling.operations.listener import serve
 from signaling.operations.logs import configure
 from signaling.operations.workers import is_worker, supervise
-from signaling.server import PENDING_HEADS, create_app
+from signaling.server import TCP_CONNECTIONS, create_app
 from signaling.settings import Settings, SettingsError
 
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     app = create_app(settings)
     listening = serve(
         app,
-        app[PENDING_HEADS],
+        app[TCP_CONNECTIONS],
         host=settings.host,
         port=settings.port,
         header_timeout=settings.header_timeout,

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.hub import Hub, LocalDelivery
 from signaling.core.store import MemoryStore, Store
 from signaling.operations.admin import AdminApi
-from signaling.operations.listener import PendingHeads
+from signaling.operations.listener import TcpConnections
 from signaling.operations.logs import brief, client_address
 from signaling.operations.metrics import Metrics
 from signaling.security.guard import Guard
@@ -39,28 +38,18 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
 HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
-PENDING_HEADS = web.AppKey("pending_heads", PendingHeads)
+TCP_CONNECTIONS = web.AppKey("tcp_connections", TcpConnections)
 GUARD = web.AppKey("guard", Guard)
 
 
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def client_requests(heads: PendingHeads) -> Middleware:
-    """Every HTTP request, WebSockets included: its connection's head has arrived (see
-    signaling.operations.listener), the lines logged while it is handled count against its client's budget
-    (signaling.operations.logs), and nothing it provokes writes a traceback."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: HttpHandler) -> web.StreamResponse:
-        heads.served(request.protocol)
-        client_address.set(request.remote or "unknown")
-        return await _answered(request, handler)
-
-    return middleware
-
-
-async def _answered(request: web.Request, handler: HttpHandler) -> web.StreamResponse:
+@web.middleware
+async def client_requests(request: web.Request, handler: HttpHandler) -> web.StreamResponse:
+    """Every HTTP request, WebSockets included: the lines logged while it is handled count against
+    its client's budget (signaling.operations.logs), and nothing it provokes writes a traceback."""
+    client_address.set(request.remote or "unknown")
     try:
         return await handler(request)
     except web.HTTPException:
@@ -136,6 +125,10 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     return serve
 
 
+async def _started(sio: SignalingServer) -> None:
+    sio.start_service()
+
+
 def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
     if not settings.redis_url:
         return Hub(
@@ -169,9 +162,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         verifier=settings.token_verifier,
         flood_cooldown=settings.flood_cooldown,
     )
-    heads = PendingHeads(guard, settings.max_connections_per_ip)
-    app = web.Application(middlewares=[client_requests(heads)])
-    app[PENDING_HEADS] = heads
+    app = web.Application(middlewares=[client_requests])
+    app[TCP_CONNECTIONS] = TcpConnections(guard, settings.max_connections_per_ip)
     app[GUARD] = guard
     hub = _hub(app, settings, store)
     hub.observer = metrics
@@ -207,6 +199,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[HUB] = hub
     app[SOCKETIO] = sio
     sio.attach(app)
+    app.on_startup.append(lambda _: _started(sio))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     cluster = app.get(CLUSTER)

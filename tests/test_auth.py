@@ -318,3 +318,11 @@ async def test_a_token_for_another_key_type_is_refused_cleanly(start_server: Sta
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(secured.url, auth={"token": token(private, "ES256")})  # type: ignore[arg-type]
     assert (await client.next("connect_error"))["data"]["code"] == "unauthorized"
+
+
+def test_huge_tokens_and_absurd_expiries_are_refused_as_invalid() -> None:
+    verifier = TokenVerifier(SECRET, ["HS256"])
+    huge = refused(lambda: verifier.verify("a" * 9000))
+    assert huge.code == ErrorCode.UNAUTHORIZED and "8192" in huge.message
+    forever = jwt.encode({"exp": 10**400}, SECRET, algorithm="HS256")  # float() cannot hold it
+    assert refused(lambda: verifier.verify(forever)).code == ErrorCode.UNAUTHORIZED

@@ -11,7 +11,7 @@ import socketio
 
 from signaling.client import SignalingClient
 from signaling.core.errors import ErrorCode, SignalingError
-from signaling.operations.listener import PendingHeads
+from signaling.operations.listener import TcpConnections
 from signaling.operations.metrics import Metrics
 from signaling.security.guard import Guard
 from signaling.security.ratelimit import AddressLimiter, ConnectionLimiter, Cooldowns, Rate, RateLimits
@@ -220,19 +220,21 @@ class FakeTransport:
         self.aborted = True
 
 
-def test_connections_without_a_request_head_are_counted_per_address() -> None:
+def test_an_address_holds_two_tcp_connections_per_session_at_most() -> None:
     guard = Guard(rate_limits=RateLimits(), connections_per_address=2, metrics=Metrics())
-    heads = PendingHeads(guard, per_address=2)
-    first, second, third, fourth = (object(), object(), object(), object())
-    transports = [FakeTransport("10.0.0.9") for _ in range(3)]
-    for protocol, transport in zip((first, second, third), transports, strict=True):
-        heads.opened(protocol, transport)  # type: ignore[arg-type]  # a stand-in transport
-    assert [t.aborted for t in transports] == [False, False, True]  # over the limit: cut at once
-    heads.served(first)  # its head came (or it closed): its place goes back
-    heads.served(first)  # and only once
-    again = FakeTransport("10.0.0.9")
-    heads.opened(fourth, again)  # type: ignore[arg-type]
-    assert not again.aborted
+    connections = TcpConnections(guard, sessions_per_address=2)
+    protocols = [object() for _ in range(5)]
+    transports = [FakeTransport("10.0.0.9") for _ in range(5)]
+    opened = [
+        connections.opened(protocol, "10.0.0.9", transport)  # type: ignore[arg-type]  # a stand-in
+        for protocol, transport in zip(protocols, transports, strict=True)
+    ]
+    assert opened == [True] * 4 + [False] and transports[4].aborted  # over the limit: cut at once
+    connections.closed(protocols[0])
+    connections.closed(protocols[0])  # given back once only
+    assert connections.opened(object(), "10.0.0.9", FakeTransport("10.0.0.9"))  # type: ignore[arg-type]
+    assert not connections.opened(object(), "10.0.0.9", FakeTransport("10.0.0.9"))  # type: ignore[arg-type]
+    assert connections.opened(object(), "10.0.0.10", FakeTransport("10.0.0.10"))  # type: ignore[arg-type]
     # Apart from the sessions' slots: an address at its session limit still gets its requests in.
     guard.reserve("10.0.0.9", "test")
     guard.reserve("10.0.0.9", "test")

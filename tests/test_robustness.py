@@ -123,6 +123,9 @@ async def test_a_rooms_stream_ids_are_its_own_and_no_oracle(
     # answered stream_in_use while play said no_such_stream).
     outsider = await connect()
     await outsider.join("lobby")
+    for name in ("cam", "nothing-there"):  # naming the room answers the same, whatever it holds
+        refused = await outsider.request("publish", {"streamId": name, "room": "secret"})
+        assert refused["error"]["code"] == "not_in_room" and "secret/" not in refused["error"]["message"]
     assert (await outsider.publish("cam"))["room"] is None
     other_room = await connect()
     await other_room.join("elsewhere")

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.limits import Limits
+from signaling.transports import fastjson
 from signaling.transports.antmedia_schemas import build_command_schemas
 from signaling.transports.schemas import FastPath, build_schemas, parse
 from tests.helpers import CANDIDATE, SDP_OFFER
@@ -110,6 +111,19 @@ def test_unknown_keys_by_the_thousand_cost_little_and_are_reported_bounded() -> 
     assert len(error.message) < 300
     flat = refusal("offer", {"target": "p", "sdp": "v=0", **{f"k{i}": i for i in range(5000)}})
     assert flat.fields is not None and len(flat.fields) == 10 and flat.message.endswith("and 4990 more")
+
+
+def test_antmedia_strings_that_are_kept_are_bounded() -> None:
+    join = AM_SCHEMAS["join"]
+    with pytest.raises(ValidationError):
+        join.load({"command": "join", "streamId": "s", "mode": "m" * 65})  # kept in room metadata
+    assert join.load({"command": "join", "streamId": "s", "mode": "play"})["mode"] == "play"
+
+
+def test_only_small_text_falls_back_to_the_standard_library() -> None:
+    assert fastjson.loads('{"a": NaN}')["a"] != 0  # NaN, as the standard library reads it
+    with pytest.raises(ValueError):
+        fastjson.loads('{"a": NaN, "sdp": "' + "x" * 9000 + '"}')
 
 
 def test_unpaired_surrogates_are_not_text() -> None:

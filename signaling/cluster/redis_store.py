@@ -27,6 +27,7 @@ from signaling.core.store import (
     Removal,
     Route,
     Stream,
+    stream_name,
 )
 
 T = TypeVar("T")
@@ -123,22 +124,22 @@ class RedisStore:
             max_viewers or 0,
             self.limits.streams,
             node_of(peer_id),
-            stream=stream_id,
+            stream=stream_name(stream_id),
             room=room,
         )
         return _stream(stream)
 
     async def unpublish(self, stream_id: str, peer_id: str) -> Stream:
-        return _stream(await self._run("UNPUBLISH", stream_id, peer_id, stream=stream_id))
+        return _stream(await self._run("UNPUBLISH", stream_id, peer_id, stream=stream_name(stream_id)))
 
     async def play(self, stream_id: str, viewer: str) -> Stream:
         stream = await self._run(
-            "PLAY", stream_id, viewer, self.limits.streams, node_of(viewer), stream=stream_id
+            "PLAY", stream_id, viewer, self.limits.streams, node_of(viewer), stream=stream_name(stream_id)
         )
         return _stream(stream)
 
     async def stop_playing(self, stream_id: str, viewer: str) -> Stream:
-        return _stream(await self._run("STOP_PLAYING", stream_id, viewer, stream=stream_id))
+        return _stream(await self._run("STOP_PLAYING", stream_id, viewer, stream=stream_name(stream_id)))
 
     async def stream(self, stream_id: str) -> Stream | None:
         stream = await self._run("STREAM", stream_id)

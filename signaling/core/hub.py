@@ -208,6 +208,9 @@ class Hub:
                 ErrorCode.ALREADY_PLAYING,
                 f"you play a stream {stream_id!r}; stop it to publish one by that id",
             )
+        if room is not None and room not in await self.store.rooms_of(peer_id):
+            # Before the store looks the stream up: from outside, a room's streams are not there.
+            raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
         stream = await self.store.publish(stream_key(room, stream_id), peer_id, room, max_viewers)
         log.info(
             "peer=%s stream=%s published (room %s, viewers %s)",

@@ -215,9 +215,11 @@ class MemoryStore:
         existing = self._streams.get(stream_id)
         if existing is not None:
             if existing.publisher == peer_id:
-                raise SignalingError(ErrorCode.ALREADY_PUBLISHING, f"already publishing {stream_id!r}")
+                raise SignalingError(
+                    ErrorCode.ALREADY_PUBLISHING, f"already publishing {stream_name(stream_id)!r}"
+                )
             raise SignalingError(
-                ErrorCode.STREAM_IN_USE, f"stream {stream_id!r} is published by another peer"
+                ErrorCode.STREAM_IN_USE, f"stream {stream_name(stream_id)!r} is published by another peer"
             )
         if room is not None and room not in self._peer_rooms.get(peer_id, {}):
             raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
@@ -229,7 +231,7 @@ class MemoryStore:
     async def unpublish(self, stream_id: str, peer_id: str) -> Stream:
         state = self._streams.get(stream_id)
         if state is None or state.publisher != peer_id:
-            raise SignalingError(ErrorCode.NOT_STREAMING, f"not publishing {stream_id!r}")
+            raise SignalingError(ErrorCode.NOT_STREAMING, f"not publishing {stream_name(stream_id)!r}")
         return self._unpublish(stream_id)
 
     async def play(self, stream_id: str, viewer: str) -> Stream:
@@ -237,19 +239,21 @@ class MemoryStore:
         # A room's streams are for its members: to anyone else they do not exist.
         if state is None or (state.room is not None and state.room not in self._peer_rooms.get(viewer, {})):
             raise SignalingError(
-                ErrorCode.NO_SUCH_STREAM, f"no stream {stream_id!r} is published (in a room you are in)"
+                ErrorCode.NO_SUCH_STREAM,
+                f"no stream {stream_name(stream_id)!r} is published (in a room you are in)",
             )
         if state.publisher == viewer:
             raise SignalingError(
-                ErrorCode.ALREADY_PUBLISHING, f"you publish {stream_id!r}; play another stream"
+                ErrorCode.ALREADY_PUBLISHING, f"you publish {stream_name(stream_id)!r}; play another stream"
             )
         if viewer in state.viewers:
-            raise SignalingError(ErrorCode.ALREADY_PLAYING, f"already playing {stream_id!r}")
+            raise SignalingError(ErrorCode.ALREADY_PLAYING, f"already playing {stream_name(stream_id)!r}")
         self._check_stream_limit(viewer)
         if state.max_viewers is not None and len(state.viewers) >= state.max_viewers:
             raise SignalingError(
                 ErrorCode.VIEWER_LIMIT_REACHED,
-                f"the publisher of {stream_id!r} can serve {state.max_viewers} viewer(s) at a time",
+                f"the publisher of {stream_name(stream_id)!r} can serve {state.max_viewers} "
+                "viewer(s) at a time",
             )
         state.viewers[viewer] = None
         self._peer_playing.setdefault(viewer, {})[stream_id] = None
@@ -258,7 +262,7 @@ class MemoryStore:
     async def stop_playing(self, stream_id: str, viewer: str) -> Stream:
         state = self._streams.get(stream_id)
         if state is None or viewer not in state.viewers:
-            raise SignalingError(ErrorCode.NOT_STREAMING, f"not playing {stream_id!r}")
+            raise SignalingError(ErrorCode.NOT_STREAMING, f"not playing {stream_name(stream_id)!r}")
         before = state.snapshot(stream_id)
         self._stop_playing(stream_id, viewer)
         return before
@@ -284,7 +288,7 @@ class MemoryStore:
             if self._linked_by_stream(sender, target, stream_id):
                 return Route(stream_id=stream_id)
             raise SignalingError(
-                ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} on stream {stream_id!r} with you"
+                ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} on stream {stream_name(stream_id)!r} with you"
             )
         sender_rooms = self._peer_rooms.get(sender, {})
         if room is not None:

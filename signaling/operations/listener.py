@@ -1,9 +1,11 @@
-"""The TCP listener of `python app.py`: aiohttp's server, with slow clients kept in bounds.
+"""The TCP listener of `python app.py`: aiohttp's server, with what one address holds bounded.
 
-A slowloris client holds many connections open without ever finishing a request head, each with
-a file descriptor. Connections whose first request head has not arrived are counted per address,
-up to MAX_CONNECTIONS_PER_IP (on their own: a live session's next request must never be turned
-away because its address is at its session limit), and each has HEADER_TIMEOUT seconds.
+Whatever a client does with a TCP connection (never finish its request head, send a body that
+never ends, hold long polls, never read a response), each costs a file descriptor: an address
+may hold at most TCP_CONNECTIONS_PER_SESSION times MAX_CONNECTIONS_PER_IP connections, counted
+from accept to close (a long-polling session uses two, a WebSocket one), and the lines aiohttp
+logs about a connection count against its address's log budget. A connection waits at most
+HEADER_TIMEOUT for a request head, first or next.
 """
 
 from __future__ import annotations
@@ -23,60 +25,65 @@ from signaling.security.ratelimit import AddressLimiter
 
 log = logging.getLogger(__name__)
 
+TCP_CONNECTIONS_PER_SESSION = 2
 
-class PendingHeads:
-    """Connections accepted whose first request head has not arrived yet, by address."""
 
-    def __init__(self, guard: Guard, per_address: int) -> None:
+class TcpConnections:
+    """Open TCP connections by address, each counted from accept to close."""
+
+    def __init__(self, guard: Guard, sessions_per_address: int) -> None:
         self._guard = guard  # for the refusal counts in metrics
-        self._limiter = AddressLimiter(per_address)
-        self._pending: dict[object, str] = {}  # by aiohttp's protocol object of the connection
+        self._limiter = AddressLimiter(TCP_CONNECTIONS_PER_SESSION * sessions_per_address)
+        self._open: dict[object, str] = {}  # by aiohttp's protocol object of the connection
 
-    def opened(self, protocol: object, transport: asyncio.Transport) -> None:
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+    def opened(self, protocol: object, address: str, transport: asyncio.Transport) -> bool:
+        """Count a new connection; False (and the connection aborted) beyond the address's share."""
         if not self._limiter.acquire(address):
             self._guard.refused("http", ErrorCode.TOO_MANY_CONNECTIONS)
-            reset = client_address.set(address)
-            try:
-                log.warning(
-                    "connection from %s closed: %d connections from it have not sent a request yet",
-                    address,
-                    self._limiter.per_address,
-                    extra={"code": ErrorCode.TOO_MANY_CONNECTIONS},
-                )
-            finally:
-                client_address.reset(reset)
+            log.warning(
+                "connection from %s closed: it has %d open already",
+                address,
+                self._limiter.per_address,
+                extra={"code": ErrorCode.TOO_MANY_CONNECTIONS},
+            )
             transport.abort()
-            return
-        self._pending[protocol] = address
+            return False
+        self._open[protocol] = address
+        return True
 
-    def served(self, protocol: object) -> None:
-        """The connection's first request has arrived, or it closed: it is pending no more."""
-        address = self._pending.pop(protocol, None)
+    def closed(self, protocol: object) -> None:
+        address = self._open.pop(protocol, None)
         if address is not None:
             self._limiter.release(address)
 
 
 class _Counted(asyncio.Protocol):
-    """aiohttp's protocol for one connection, told to `PendingHeads` when it opens and closes.
+    """aiohttp's protocol for one connection, counted by `TcpConnections` from open to close.
 
     A wrapper rather than a subclass: aiohttp builds its protocol objects itself, and the wrapper
     needs nothing of them beyond asyncio's Protocol interface.
     """
 
-    __slots__ = ("_heads", "_inner")
+    __slots__ = ("_connections", "_inner")
 
-    def __init__(self, inner: asyncio.Protocol, heads: PendingHeads) -> None:
+    def __init__(self, inner: asyncio.Protocol, connections: TcpConnections) -> None:
         self._inner = inner
-        self._heads = heads
+        self._connections = connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._inner.connection_made(transport)
-        self._heads.opened(self._inner, cast(asyncio.Transport, transport))
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        # Set while aiohttp starts the connection's task, which keeps it: what aiohttp logs about
+        # the connection (malformed requests...) counts against its address (signaling.logs).
+        reset = client_address.set(address)
+        try:
+            self._inner.connection_made(transport)
+            self._connections.opened(self._inner, address, cast(asyncio.Transport, transport))
+        finally:
+            client_address.reset(reset)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._heads.served(self._inner)
+        self._connections.closed(self._inner)
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -92,13 +99,15 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
 
-def counted(factory: Callable[[], asyncio.Protocol], heads: PendingHeads) -> Callable[[], asyncio.Protocol]:
-    return lambda: _Counted(factory(), heads)
+def counted(
+    factory: Callable[[], asyncio.Protocol], connections: TcpConnections
+) -> Callable[[], asyncio.Protocol]:
+    return lambda: _Counted(factory(), connections)
 
 
 async def serve(
     app: web.Application,
-    heads: PendingHeads,
+    connections: TcpConnections,
     *,
     host: str,
     port: int,
@@ -113,7 +122,7 @@ async def serve(
     await runner.setup()
     assert runner.server is not None
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(counted(runner.server, heads), host, port, reuse_port=reuse_port)
+    server = await loop.create_server(counted(runner.server, connections), host, port, reuse_port=reuse_port)
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)

@@ -147,6 +147,18 @@ class ClientLogBudget(logging.Filter):
         return len(self._allowances)
 
 
+class OneLine(logging.Filter):
+    """For a library's logger: its exceptions in one line (signaling.operations.logs.brief), not a
+    traceback. aiohttp logs one for every malformed request it is sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {brief(record.exc_info[1])}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure(
     level: str, format: str = "text", per_address: Rate | None = None, summary_every: float = 10.0
 ) -> None:
@@ -159,3 +171,4 @@ def configure(
     # The libraries log every packet at INFO; our own lines already say what happened.
     for noisy in ("socketio", "engineio", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("aiohttp.server").addFilter(OneLine())

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import jwt
 
 from signaling.core.errors import ErrorCode, SignalingError
+from signaling.core.limits import TOKEN_MAX
 
 Action = Literal["rooms", "publish", "play"]
 WHAT = {"rooms": "join room", "publish": "publish", "play": "play"}
@@ -56,6 +57,10 @@ class TokenVerifier:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "a token is required")
         if not token.isascii():  # a JWT is base64url and dots; anything else cannot even be parsed
             raise SignalingError(ErrorCode.UNAUTHORIZED, "the token is not valid: not a JWT")
+        if len(token) > TOKEN_MAX:  # decoding a huge one costs milliseconds before it is refused
+            raise SignalingError(
+                ErrorCode.UNAUTHORIZED, f"the token is not valid: over {TOKEN_MAX} characters"
+            )
         try:
             claims = jwt.decode(
                 token,
@@ -68,9 +73,15 @@ class TokenVerifier:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired") from None
         except jwt.PyJWTError as exc:  # invalid tokens, and keys of the wrong kind for them
             raise SignalingError(ErrorCode.UNAUTHORIZED, f"the token is not valid: {exc}") from None
+        try:
+            expires_at = float(claims["exp"])
+        except (OverflowError, TypeError, ValueError):
+            raise SignalingError(
+                ErrorCode.UNAUTHORIZED, "the token is not valid: its exp is not a time"
+            ) from None
         return Grant(
             subject=str(claims["sub"]) if "sub" in claims else None,
-            expires_at=float(claims["exp"]),
+            expires_at=expires_at,
             rooms=_patterns(claims.get("rooms")),
             publish=_patterns(claims.get("publish")),
             play=_patterns(claims.get("play")),

@@ -17,6 +17,8 @@ from signaling.security.ratelimit import AddressLimiter, ConnectionLimiter, Cool
 
 log = logging.getLogger(__name__)
 
+VERIFIED_KEPT = 8  # tokens whose grant a session remembers, so as not to verify them again
+
 
 @dataclass
 class Session:
@@ -28,6 +30,7 @@ class Session:
     limiter: ConnectionLimiter
     grants: list[Grant] = field(default_factory=list)
     closed: bool = field(default=False)
+    verified: dict[str, Grant] = field(default_factory=dict)  # tokens it gave, and their grants
     # See Guard.watch_expiry.
     on_expired: Callable[[], Awaitable[None]] | None = None
     on_narrowed: Callable[[], Awaitable[None]] | None = None
@@ -88,9 +91,14 @@ class Guard:
     def release(self, address: str) -> None:
         self._addresses.release(address)
 
-    def open(self, address: str, transport: str, token: str | None = None) -> Session:
-        """Start a session for a connection whose slot is reserved; raise `unauthorized` for a
-        bad token (one given here must be valid)."""
+    def limiter(self) -> ConnectionLimiter:
+        return ConnectionLimiter(self.rate_limits)
+
+    def open(
+        self, address: str, transport: str, token: str | None = None, limiter: ConnectionLimiter | None = None
+    ) -> Session:
+        """Start a session for a connection whose slot is reserved, with its own rate buckets or
+        `limiter`; raise `unauthorized` for a bad token (one given here must be valid)."""
         try:
             grant = self.verifier.verify(token) if self.verifier is not None and token is not None else None
         except SignalingError as error:
@@ -99,7 +107,7 @@ class Guard:
         self.metrics.connections.labels(transport).inc()
         self.metrics.connections_opened.labels(transport).inc()
         grants = [grant] if grant is not None else []
-        return Session(address, transport, ConnectionLimiter(self.rate_limits), grants)
+        return Session(address, transport, limiter or self.limiter(), grants)
 
     def close(self, session: Session) -> None:
         if not session.closed:
@@ -116,7 +124,12 @@ class Guard:
         those still live). True when what the session may do changed."""
         if self.verifier is None:
             return False
-        grant = self.verifier.verify(token)
+        grant = session.verified.get(token)
+        if grant is None:  # an Ant Media SDK sends the same token with command after command
+            grant = self.verifier.verify(token)
+            if len(session.verified) >= VERIFIED_KEPT:
+                session.verified.clear()
+            session.verified[token] = grant
         # Expired grants are kept until the expiry timer takes them out, with what they covered.
         kept = [] if replace else [g for g in session.grants if g != grant]
         grants = [*kept, grant]
@@ -197,11 +210,15 @@ class Guard:
         task.add_done_callback(self._tasks.discard)
 
     def admit(self, session: Session, kind: Kind) -> None:
-        """Let one message through, or raise `rate_limited`; a connection that keeps flooding
-        (the transport then closes it) puts its address in a cooldown."""
+        """Let one message through, or raise `rate_limited`."""
+        self.take(session.limiter, session.address, kind)
+
+    def take(self, limiter: ConnectionLimiter, address: str, kind: Kind) -> None:
+        """Take one message of `kind` from `limiter`, or raise `rate_limited`; a connection that
+        keeps flooding (the transport then closes it) puts its address in a cooldown."""
         try:
-            session.limiter.check(kind)
+            limiter.check(kind)
         except SignalingError:
-            if session.limiter.flooding:
-                self._cooldowns.start(session.address)
+            if limiter.flooding:
+                self._cooldowns.start(address)
             raise

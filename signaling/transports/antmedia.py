@@ -379,6 +379,9 @@ class AntMediaTransport:
             self._guard.release(address)
             log.warning("connection from %s refused: %s", address, error.message, extra={"code": error.code})
             return web.json_response(error.to_dict(), status=401)
+        except BaseException:
+            self._guard.release(address)  # the slot, whatever failed
+            raise
         try:
             return await self._serve(request, session)
         finally:

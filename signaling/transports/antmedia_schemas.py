@@ -12,7 +12,14 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 
-from signaling.core.limits import DEFINITION_MAX, MLINE_INDEX_MAX, ROOM_PATTERN, SDP_MID_MAX, Limits
+from signaling.core.limits import (
+    DEFINITION_MAX,
+    MLINE_INDEX_MAX,
+    NAME_MAX,
+    ROOM_PATTERN,
+    SDP_MID_MAX,
+    Limits,
+)
 from signaling.transports.schemas import (
     FastPath,
     JsonValue,
@@ -71,22 +78,28 @@ def _candidate_check(max_chars: int) -> Callable[[dict[str, Any]], dict[str, Any
     return accept
 
 
+def _short(**kwargs: Any) -> StrictString:
+    """A string the server reads but does not check as a name (an SDK's mode, a track): as long
+    as a name at most, since it may be kept and shown to others."""
+    return StrictString(validate=validate.Length(max=NAME_MAX), **kwargs)
+
+
 def build_command_schemas(limits: Limits) -> dict[str, Loader]:
     """One schema per command the server handles; commands without fields need none. The
     commands a call sends by the dozen get a fast path (see signaling.transports.schemas.FastPath)."""
     stream: dict[str, fields.Field[Any]] = {"streamId": stream_id_field(required=True)}
     return {
-        "join": _schema("JoinCommand", {**stream, "mode": StrictString(load_default=None)}),
+        "join": _schema("JoinCommand", {**stream, "mode": _short(load_default=None)}),
         "leave": _schema("LeaveCommand", stream),
-        "publish": _schema("PublishCommand", {**stream, "mainTrack": StrictString(load_default=None)}),
-        "play": _schema("PlayCommand", {**stream, "room": StrictString(load_default=None)}),
+        "publish": _schema("PublishCommand", {**stream, "mainTrack": _short(load_default=None)}),
+        "play": _schema("PlayCommand", {**stream, "room": _short(load_default=None)}),
         "stop": _schema("StopCommand", stream),
         "joinRoom": _schema(
             "JoinRoomCommand", {"room": room_field(required=True), "streamId": stream_id_field()}
         ),
         "leaveFromRoom": _schema("LeaveFromRoomCommand", {"room": room_field(required=True)}),
         "getRoomInfo": _schema(
-            "GetRoomInfoCommand", {"room": room_field(required=True), "streamId": StrictString()}
+            "GetRoomInfoCommand", {"room": room_field(required=True), "streamId": _short()}
         ),
         "getStreamInfo": _schema("GetStreamInfoCommand", stream),
         "takeConfiguration": FastPath(

@@ -31,6 +31,7 @@ from socketio import packet as sio_packet
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.operations.logs import brief
 from signaling.security.guard import Guard
+from signaling.security.ratelimit import ConnectionLimiter
 from signaling.transports import fastjson
 from signaling.transports.frames import CLOSE_TIMEOUT, FrameWriter, close_websocket
 
@@ -286,6 +287,9 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         self.max_unread = max_unread
         self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
         self._addresses: dict[str, str] = {}  # eio_sid -> client address holding a slot
+        # eio_sid -> its rate buckets: per engine.io session, so that a client that connects its
+        # namespace again (and again) on one session keeps its rates and strikes.
+        self._limiters: dict[str, ConnectionLimiter] = {}
         self.guard: Guard | None = None
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
@@ -372,10 +376,12 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
                 )
                 return error.to_dict()
             self._addresses[eio_sid] = address
+            self._limiters[eio_sid] = self.guard.limiter()
         return await super()._handle_eio_connect(eio_sid, environ)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self._discarding.pop(eio_sid, None)
+        self._limiters.pop(eio_sid, None)
         address = self._addresses.pop(eio_sid, None)
         if address is not None and self.guard is not None:
             self.guard.release(address)
@@ -399,6 +405,17 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
             if sid is not None:
                 await self.emit("error", reply["error"], to=sid, namespace=namespace)
+
+    def limiter(self, sid: str) -> ConnectionLimiter | None:
+        """The rate buckets of the engine.io session under a socket.io connection."""
+        return self._limiters.get(self.manager.eio_sid_from_sid(sid, "/"))
+
+    def start_service(self) -> None:
+        """Start engine.io's service task (ping timeouts) now, from the app's start-up: started
+        by the first request, it would run in that request's context and log on its behalf."""
+        if self.eio.start_service_task:
+            self.eio.start_service_task = False
+            self.eio.service_task_handle = self.eio.start_background_task(self.eio._service_task)
 
     def session(self, sid: str) -> DirectSocket | None:
         """The engine.io session under a socket.io connection, while it lasts."""
@@ -434,6 +451,9 @@ RELIES_ON: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("engineio.AsyncServer", "handlers", None),
     ("engineio.AsyncServer", "max_http_buffer_size", None),
     ("engineio.AsyncServer", "ping_timeout", None),
+    ("engineio.AsyncServer", "start_service_task", None),
+    ("engineio.AsyncServer", "service_task_handle", None),
+    ("engineio.AsyncServer", "_service_task", ("self",)),
     ("engineio.async_socket.AsyncSocket", "send", ("self", "pkt")),
     ("engineio.async_socket.AsyncSocket", "poll", ("self",)),
     ("engineio.async_socket.AsyncSocket", "close", ("self", "wait", "abort", "reason")),

@@ -25,8 +25,15 @@ def dumpb(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
+# Text orjson refuses is handed to the slower standard library only up to this size: a large
+# message with a NaN would otherwise cost milliseconds each (no event accepts NaN anyway).
+FALLBACK_MAX = 8192
+
+
 def loads(text: str | bytes, **kwargs: Any) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
+        if len(text) > FALLBACK_MAX:
+            raise
         return json.loads(text)

@@ -135,14 +135,18 @@ class SocketIOTransport:
         request = environ.get("aiohttp.request")
         address = (request.remote if request is not None else None) or "unknown"
         token = auth.get("token") if isinstance(auth, dict) else None
+        limiter = self._sio.limiter(sid) or self._guard.limiter()
         try:
+            self._guard.take(limiter, address, "control")  # connects count, refused or not
             if self._guard.auth_required and not token:
                 self._guard.refused("socketio", ErrorCode.UNAUTHORIZED)
                 raise SignalingError(
                     ErrorCode.UNAUTHORIZED, 'a token is required: connect with auth {"token": ...}'
                 )
-            session = self._sessions[sid] = self._guard.open(address, "socketio", token)
+            session = self._sessions[sid] = self._guard.open(address, "socketio", token, limiter)
         except SignalingError as error:
+            if limiter.flooding:
+                self._sio.drop(sid, "kept flooding after rate_limited errors")
             log.warning(
                 "peer=%s from %s refused: %s", peer, address, error.message, extra={"code": error.code}
             )
