@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from signaling.cluster import codec
@@ -22,6 +24,8 @@ from signaling.core.messages import (
     ViewerLeft,
 )
 from signaling.core.store import Route
+from signaling.transports.antmedia import RENDERERS
+from signaling.transports.socketio import render
 
 MESSAGES: list[Outbound] = [
     Relayed("a", "b", Route(room="r"), SessionDescription("offer", "v=0\r\n")),
@@ -53,3 +57,12 @@ def test_every_message_round_trips(message: Outbound) -> None:
         assert isinstance(decoded, Relayed)
         assert type(decoded.signal) is type(message.signal)
         assert type(decoded.route) is type(message.route)
+
+
+def test_every_outbound_kind_is_covered_here_and_rendered_by_both_transports() -> None:
+    kinds = set(get_args(Outbound))
+    assert {type(message) for message in MESSAGES} == kinds
+    assert set(RENDERERS) == kinds  # Ant Media; socket.io's render raises on a kind it lacks
+    for message in MESSAGES:
+        if not isinstance(message, Kicked):  # sent as its own event, with a disconnect
+            render(message)

@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
 from signaling.core.messages import (
     Candidate,
     IceCandidate,
-    Kicked,
     Outbound,
-    PeerJoined,
-    PeerLeft,
     PeerMessage,
     Relayed,
     SessionDescription,
     Signal,
-    StreamEnded,
-    StreamPublished,
-    StreamUnpublished,
-    ViewerJoined,
-    ViewerLeft,
 )
 from signaling.core.store import Route
 
-# Flat messages: every field is JSON as it stands.
-FLAT: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (
-        PeerJoined,
-        PeerLeft,
-        StreamPublished,
-        StreamUnpublished,
-        ViewerJoined,
-        ViewerLeft,
-        StreamEnded,
-        Kicked,
-    )
-}
+# Every outbound kind but Relayed (read from the Outbound union, so a new kind needs nothing
+# here) is flat: every field is JSON as it stands.
+FLAT: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(Outbound) if cls is not Relayed}
 
 
 def encode(peer_id: str, message: Outbound) -> bytes:

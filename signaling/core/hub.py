@@ -267,6 +267,18 @@ class Hub:
     async def room_streams(self, room: str) -> list[Stream]:
         return [_named(stream) for stream in await self.store.room_streams(room)]
 
+    # What operators see (signaling.operations.admin): through the hub like everything else.
+
+    async def members(self, room: str) -> list[Member]:
+        return await self.store.members(room)
+
+    async def room_names(self) -> list[str]:
+        return await self.store.room_names()
+
+    async def stats(self) -> tuple[int, int]:
+        """Rooms with a peer, and peers in a room or stream (cluster-wide with Redis)."""
+        return await self.store.stats()
+
     async def is_published(self, stream_id: str, room: str | None) -> bool:
         return await self.store.stream(stream_key(room, stream_id)) is not None
 

@@ -58,7 +58,7 @@ class AdminApi:
         return check
 
     async def _room(self, room: str) -> dict[str, Any]:
-        members = await self._hub.store.members(room)
+        members = await self._hub.members(room)
         streams = await self._hub.room_streams(room)
         return {
             "room": room,
@@ -70,7 +70,7 @@ class AdminApi:
         }
 
     async def list_rooms(self, request: web.Request) -> web.Response:
-        rooms = [await self._room(name) for name in await self._hub.store.room_names()]
+        rooms = [await self._room(name) for name in await self._hub.room_names()]
         return web.json_response({"rooms": [room for room in rooms if room["peers"]]})
 
     async def get_room(self, request: web.Request) -> web.Response:
@@ -98,7 +98,7 @@ class AdminApi:
     async def metrics(self, request: web.Request) -> web.Response:
         self._metrics.redis_up.set(1 if self._ready() else 0)
         try:
-            rooms, peers = await self._hub.store.stats()
+            rooms, peers = await self._hub.stats()
         except SignalingError:  # the counts stay as last scraped while the store is unreachable
             pass
         else:
