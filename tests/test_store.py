@@ -11,6 +11,7 @@ from signaling.cluster.redis_store import RedisStore
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.store import (
     DEFAULT_LIMITS,
+    Counterparts,
     Departure,
     Member,
     MemoryStore,
@@ -217,3 +218,19 @@ async def test_stats_count_rooms_and_peers_that_hold_something(make_store: MakeS
     await store.leave("r1", "n~b")
     assert await store.stats() == (0, 0)
     assert await store.room_names() == []
+
+
+async def test_counterparts_by_name_in_one_call(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.join("call", "a", {}, 2, "p2p")
+    assert await store.counterparts("a", "call") == Counterparts([], Route(room="call"), False)
+    await store.join("call", "b", {}, 2, "p2p")
+    assert await store.counterparts("a", "call") == Counterparts(["b"], Route(room="call"), False)
+    await store.join("conf", "a", {}, 5)
+    await store.publish("conf/cam", "a", "conf", 1)  # a room's stream, held by its store key
+    await store.join("conf", "v", {}, 5)
+    await store.play("conf/cam", "v")
+    assert await store.counterparts("a", "cam") == Counterparts(["v"], Route(stream_id="conf/cam"), False)
+    assert await store.counterparts("v", "cam") == Counterparts(["a"], Route(stream_id="conf/cam"), True)
+    assert await store.counterparts("v", "nothing") is None
+    assert await store.counterparts("nobody", "call") is None

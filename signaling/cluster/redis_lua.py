@@ -263,3 +263,31 @@ end
 return reply({ok = out})
 """
 )
+
+
+# ARGV: prefix, peer, name. The other side of the stream the peer publishes or plays under that
+# id (stored as the id, or as room/id), else of the room so named; {} if it has nothing so named.
+COUNTERPARTS = (
+    COMMON
+    + """
+local peer, name = ARGV[2], ARGV[3]
+local function named(id) return id == name or string.sub(id, -(#name + 1)) == '/' .. name end
+for _, id in ipairs(zlist(k('peer', peer, 'pub'))) do
+  if named(id) then return reply({ok = {peers = zlist(k('stream', id, 'viewers')), stream = id, plays = false}}) end
+end
+for _, id in ipairs(zlist(k('peer', peer, 'play'))) do
+  if named(id) then
+    local owner = redis.call('HGET', k('stream', id), 'publisher')
+    return reply({ok = {peers = owner and {owner} or {}, stream = id, plays = true}})
+  end
+end
+if redis.call('HEXISTS', k('room', name), peer) == 1 then
+  local others = {}
+  for _, member in ipairs(redis.call('HKEYS', k('room', name))) do
+    if member ~= peer then table.insert(others, member) end
+  end
+  return reply({ok = {peers = others, room = name, plays = false}})
+end
+return reply({ok = {}})
+"""
+)

@@ -20,6 +20,7 @@ from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.peers import node_of
 from signaling.core.store import (
     DEFAULT_LIMITS,
+    Counterparts,
     Departure,
     Member,
     Metadata,
@@ -68,6 +69,7 @@ class RedisStore:
                 "STOP_PLAYING",
                 "REMOVE_PEER",
                 "ROUTE",
+                "COUNTERPARTS",
                 "MEMBERS",
                 "STREAM",
                 "ROOM_STREAMS",
@@ -168,6 +170,13 @@ class RedisStore:
             "ROUTE", sender, target, room or "", stream_id or "", target=target, room=room
         )
         return Route(room=found.get("room"), stream_id=found.get("stream"))
+
+    async def counterparts(self, peer_id: str, name: str) -> Counterparts | None:
+        found = await self._run("COUNTERPARTS", peer_id, name)
+        if not found:
+            return None
+        route = Route(room=found.get("room"), stream_id=found.get("stream"))
+        return Counterparts([as_text(p) for p in _list(found["peers"])], route, bool(found["plays"]))
 
     async def remove_peer(self, peer_id: str) -> Removal:
         removed = await self._run("REMOVE_PEER", peer_id, node_of(peer_id))

@@ -324,21 +324,11 @@ class Hub:
         room reaches the only other member.
         """
         started = time.perf_counter()
-        published, playing = await self.store.peer_streams(peer_id)
-        key = _find([*published, *playing], name)
-        if key is not None:
-            stream = await self.store.stream(key)
-            if stream is None:  # ended between the two reads
-                raise SignalingError(ErrorCode.NOT_JOINED, f"stream {name!r} has ended")
-            others = list(stream.viewers) if key in published else [stream.publisher]
-            target = self._single(others, name)
-            route = await self.store.route(peer_id, target, stream_id=key)
-            return await self._deliver(peer_id, target, signal, route, started), key in playing
-        if name in await self.store.rooms_of(peer_id):
-            target = self._single(await self._others(name, peer_id), name)
-            route = await self.store.route(peer_id, target, room=name)
-            return await self._deliver(peer_id, target, signal, route, started), False
-        raise SignalingError(ErrorCode.NOT_JOINED, f"not in a room or stream named {name!r}")
+        found = await self.store.counterparts(peer_id, name)
+        if found is None:
+            raise SignalingError(ErrorCode.NOT_JOINED, f"not in a room or stream named {name!r}")
+        target = self._single(found.peers, name)
+        return await self._deliver(peer_id, target, signal, found.route, started), found.plays
 
     async def _deliver(self, sender: str, target: str, signal: Signal, route: Route, started: float) -> Route:
         if route.stream_id is not None:

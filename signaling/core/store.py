@@ -76,6 +76,14 @@ class Route(NamedTuple):
     stream_id: str | None = None
 
 
+class Counterparts(NamedTuple):
+    """Who is on the other side of a stream or two-peer room a peer is in, and how they link."""
+
+    peers: list[str]
+    route: Route
+    plays: bool  # the asking peer plays the stream
+
+
 class Store(Protocol):
     async def join(
         self, room: str, peer_id: str, metadata: Metadata, capacity: int, mode: str | None = None
@@ -120,6 +128,11 @@ class Store(Protocol):
         self, sender: str, target: str, *, room: str | None = None, stream_id: str | None = None
     ) -> Route:
         """How sender may reach target (through the given room or stream, if any), or raise."""
+
+    async def counterparts(self, peer_id: str, name: str) -> Counterparts | None:
+        """The other side of what the peer knows by `name`: a stream it publishes (its viewers) or
+        plays (its publisher), else a room (its other members); None if it has nothing so named.
+        One call, for protocols that address a call by its name (Ant Media's streamId)."""
 
     async def remove_peer(self, peer_id: str) -> Removal:
         """Remove the peer from every room and stream it is in."""
@@ -278,6 +291,20 @@ class MemoryStore:
         return list(self._peer_published.get(peer_id, {})), list(self._peer_playing.get(peer_id, {}))
 
     # Routing and removal
+
+    async def counterparts(self, peer_id: str, name: str) -> Counterparts | None:
+        published = self._peer_published.get(peer_id, {})
+        playing = self._peer_playing.get(peer_id, {})
+        key = next((key for key in [*published, *playing] if stream_name(key) == name), None)
+        if key is not None:
+            state = self._streams[key]
+            plays = key not in published
+            return Counterparts(
+                [state.publisher] if plays else list(state.viewers), Route(stream_id=key), plays
+            )
+        if name in self._peer_rooms.get(peer_id, {}):
+            return Counterparts([p for p in self._rooms[name] if p != peer_id], Route(room=name), False)
+        return None
 
     async def route(
         self, sender: str, target: str, *, room: str | None = None, stream_id: str | None = None
