@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
         host=settings.host,
         port=settings.port,
         header_timeout=settings.header_timeout,
+        drain_timeout=settings.drain_timeout,
         reuse_port=is_worker() or None,
     )
     # uvloop runs the same asyncio code on libuv, with a markedly cheaper event loop.

@@ -129,6 +129,13 @@ async def _started(sio: SignalingServer) -> None:
     sio.start_service()
 
 
+async def _draining(hub: Hub) -> None:
+    # Shutting down: every client is told to reconnect (socket.io clients see their transport
+    # close and reconnect by themselves; Ant Media SDKs get server_will_stop), so that none waits
+    # on a process that no longer serves it.
+    await hub.delivery.evict_all("the server is restarting: connect again")
+
+
 def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
     if not settings.redis_url:
         return Hub(
@@ -191,6 +198,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         max_message_bytes=settings.max_message_bytes,
         max_unread=settings.max_unread_bytes,
         heartbeat=settings.ping_interval,
+        idle_timeout=settings.antmedia_idle_timeout,
         guard=guard,
         allowed_origins=settings.cors_allowed_origins,
         ice=ice,
@@ -200,6 +208,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[SOCKETIO] = sio
     sio.attach(app)
     app.on_startup.append(lambda _: _started(sio))
+    app.on_shutdown.append(lambda _: _draining(hub))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     cluster = app.get(CLUSTER)

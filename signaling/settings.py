@@ -212,6 +212,18 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ping_interval", "PING_INTERVAL", _positive_float, "seconds between heartbeats"),
     Option(
+        "antmedia_idle_timeout",
+        "ANTMEDIA_IDLE_TIMEOUT",
+        _positive_float,
+        "seconds an Ant Media connection may send nothing before it counts as gone (the SDK pings every 3 s)",
+    ),
+    Option(
+        "drain_timeout",
+        "DRAIN_TIMEOUT",
+        _positive_float,
+        "on SIGTERM/SIGINT: seconds to tell every client to reconnect elsewhere and let go, then exit",
+    ),
+    Option(
         "ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"
     ),
     Option(
@@ -301,6 +313,8 @@ class Settings:
     flood_cooldown: float = 10.0
     header_timeout: float = 10.0
     ping_interval: float = 25.0
+    antmedia_idle_timeout: float = 10.0
+    drain_timeout: float = 10.0
     ping_timeout: float = 20.0
     log_level: str = "INFO"
     log_format: str = "text"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -290,3 +292,18 @@ async def test_everything_is_released_on_close(server: RunningServer, antmedia: 
     await bob.close()
     assert server.store.is_empty()
     assert server.hub.delivery.connected() == 0
+
+
+async def test_a_silent_connection_is_gone_and_frees_its_stream_id(
+    start_server: StartServer, antmedia: ConnectAntMedia, caplog: pytest.LogCaptureFixture
+) -> None:
+    quick = await start_server(antmedia_idle_timeout=0.5)
+    ghost = await antmedia(quick.url)  # answers the server's WebSocket pings, sends nothing else
+    await ghost.request("publish", "notification:publish_started", streamId="cam")
+    with caplog.at_level(logging.INFO, logger="signaling"):
+        assert await asyncio.wait_for(ghost.closed, 5) is not None
+    assert "silent for 0.5 s: gone" in caplog.text and "binary" not in caplog.text
+    # The SDK coming back on a new connection gets its streamId at once.
+    back = await antmedia(quick.url)
+    started = await back.request("publish", "notification:publish_started", streamId="cam")
+    assert started["streamId"] == "cam"

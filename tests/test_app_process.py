@@ -8,11 +8,13 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from signaling.client import SignalingClient
+from tests.antmedia_client import AntMediaClient
 from tests.helpers import SDP_OFFER, free_port
-from tests.hostile_support import wait_healthy
+from tests.hostile_support import StartProcess, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.process
@@ -70,3 +72,19 @@ async def test_bad_setting_exits_with_a_message_naming_it() -> None:
 
 def test_procfile_runs_app() -> None:
     assert (ROOT / "Procfile").read_text().strip() == "web: python app.py"
+
+
+async def test_sigterm_drains_clients_to_elsewhere_and_exits_cleanly(start_process: StartProcess) -> None:
+    server = await start_process(DRAIN_TIMEOUT="5")
+    async with SignalingClient() as client, aiohttp.ClientSession() as http:
+        await client.connect(server.url)
+        await client.join("room")
+        sdk = AntMediaClient(await http.ws_connect(f"{server.ws_url}/WebRTCAppEE/websocket"))
+        await sdk.request("join", "notification:joined", streamId="call")
+        seconds = await server.stop()  # SIGTERM; asserts exit status 0
+        # Told to reconnect, not left hanging on a process that no longer serves them.
+        assert await client.next("disconnect") in ("transport close", "transport error")  # reconnects
+        assert (await sdk.next("notification:server_will_stop"))["definition"] == "server_will_stop"
+        assert await sdk.closed == 1012
+        await sdk.close()
+    assert seconds < 5

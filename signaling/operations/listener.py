@@ -112,13 +112,17 @@ async def serve(
     host: str,
     port: int,
     header_timeout: float,
+    drain_timeout: float,
     reuse_port: bool | None = None,
 ) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then shut down cleanly (the cluster leaves, handlers
-    finish), as aiohttp's run_app does."""
+    """Serve `app` until SIGTERM or SIGINT; then drain: take no new connection, let the app tell
+    its clients to go elsewhere (its on_shutdown), give handlers `drain_timeout` seconds to end,
+    and clean up (a cluster node leaves)."""
     # aiohttp's keep-alive timer runs from the moment a connection opens and closes it if no
     # complete request head is waiting by then: it bounds both a slow head and an idle connection.
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout)
+    runner = web.AppRunner(
+        app, access_log=None, keepalive_timeout=header_timeout, shutdown_timeout=drain_timeout
+    )
     await runner.setup()
     assert runner.server is not None
     loop = asyncio.get_running_loop()
@@ -128,7 +132,7 @@ async def serve(
         loop.add_signal_handler(signum, stopping.set)
     try:
         await stopping.wait()
-        log.info("stopping")
+        log.info("draining: no new connections; clients are told to reconnect elsewhere")
     finally:
         server.close()
         await runner.cleanup()

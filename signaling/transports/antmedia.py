@@ -220,6 +220,10 @@ class AntMediaPeer:
         with contextlib.suppress(ConnectionError):
             await self.ws.send_frame(orjson.dumps(command), WSMsgType.TEXT)
 
+    def abort(self) -> None:
+        """Cut the connection without a goodbye: the client is gone and would not read one."""
+        self._writer.abort()
+
     async def evict(self, reason: str) -> None:
         # Ant Media's SDK reconnects when told the server is going away.
         self.write(notification("server_will_stop", message=reason))
@@ -339,6 +343,7 @@ class AntMediaTransport:
         max_message_bytes: int,
         max_unread: int,
         heartbeat: float,
+        idle_timeout: float,
         guard: Guard,
         allowed_origins: str | list[str],
         ice: IceServers,
@@ -349,6 +354,7 @@ class AntMediaTransport:
         self._max_message_bytes = max_message_bytes
         self._max_unread = max_unread
         self._heartbeat = heartbeat
+        self._idle_timeout = idle_timeout
         self._ice = ice
         self._peers: dict[str, AntMediaPeer] = {}
         self._commands = Pipeline(self, self.COMMANDS, build_command_schemas(limits), guard, self._flooded)
@@ -409,9 +415,17 @@ class AntMediaTransport:
             session, partial(self._hub.expire, peer.peer_id), partial(self._withdraw, peer, session)
         )
         try:
-            async for frame in ws:
-                if peer.closing:
-                    break  # sent away: frames it had sent meanwhile are not handled
+            while True:
+                try:
+                    frame = await ws.receive(timeout=self._idle_timeout)
+                except TimeoutError:
+                    # The SDK pings every 3 s: a connection this quiet has gone without a close
+                    # (a phone off the network), and must not hold its streamId any longer.
+                    log.info("peer=%s silent for %g s: gone", peer.peer_id, self._idle_timeout)
+                    peer.abort()
+                    break
+                if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY) or peer.closing:
+                    break  # closed or failed; or sent away, and what it sent meanwhile is not handled
                 if frame.type == WSMsgType.TEXT:
                     replies = await self.dispatch(peer, frame.data, session)
                 else:
