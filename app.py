@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     log = logging.getLogger("signaling")
     if settings.workers > 1 and not is_worker():
         log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)
-        return supervise(settings.workers, argv)
+        return supervise(settings.workers, argv, settings.drain_timeout)
     log.info("serving on %s:%d (room size %d)", settings.host, settings.port, settings.room_capacity)
     app = create_app(settings)
     listening = serve(

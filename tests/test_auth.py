@@ -326,3 +326,26 @@ def test_huge_tokens_and_absurd_expiries_are_refused_as_invalid() -> None:
     assert huge.code == ErrorCode.UNAUTHORIZED and "8192" in huge.message
     forever = jwt.encode({"exp": 10**400}, SECRET, algorithm="HS256")  # float() cannot hold it
     assert refused(lambda: verifier.verify(forever)).code == ErrorCode.UNAUTHORIZED
+
+
+def test_a_remembered_token_still_expires_and_a_connection_holds_so_many() -> None:
+    now = time.time()
+    guard = Guard(
+        rate_limits=RateLimits(),
+        connections_per_address=5,
+        metrics=Metrics(),
+        verifier=TokenVerifier(SECRET, ["HS256"]),
+        clock=lambda: now,
+    )
+    session = guard.open("10.0.0.1", "test")
+    first = token(ttl=60, rooms=["a"])
+    assert guard.authenticate(session, first, replace=False)
+    now += 120
+    with pytest.raises(SignalingError) as expired:
+        guard.authenticate(session, first, replace=False)  # verified before, expired since
+    assert expired.value.code == ErrorCode.UNAUTHORIZED
+    for index in range(15):
+        guard.authenticate(session, token(ttl=600, rooms=[f"r{index}"]), replace=False)
+    with pytest.raises(SignalingError) as too_many:
+        guard.authenticate(session, token(ttl=600, rooms=["one-more"]), replace=False)
+    assert "16 tokens" in too_many.value.message

@@ -4,14 +4,17 @@ clients spread over them."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
+import aiohttp
 import pytest
 import redis.asyncio as redis
 
 from signaling.client import RequestFailed, SignalingClient
 from signaling.cluster.redis_store import RedisStore
 from signaling.core import peers
+from tests.antmedia_client import AntMediaClient
 from tests.cluster_support import LEASE_SECONDS, StartNodes, get_json, wait_until
 from tests.conftest import ConnectAntMedia
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
@@ -313,3 +316,25 @@ async def test_a_node_removes_peers_it_no_longer_holds(
     await wait_until(freed, "the node to free the seat of a peer it does not hold")
     assert await alice.next("peer-left") == {"room": "haunted", "peerId": ghost, "reason": "disconnected"}
     await store.client.aclose()
+
+
+async def test_a_draining_node_frees_everything_it_held(
+    start_nodes: StartNodes, redis_server: RedisServer
+) -> None:
+    (node,) = await start_nodes(1, MAX_CONNECTIONS_PER_IP="1000")
+    async with aiohttp.ClientSession() as http:
+        clients = []
+        for index in range(300):  # more removals at once than the Redis pool has connections
+            client = AntMediaClient(await http.ws_connect(f"{node.ws_url}/WebRTCAppEE/websocket"))
+            await client.request("joinRoom", "notification:joinedTheRoom", room=f"conf-{index % 20}")
+            clients.append(client)
+        node.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(node.process.wait(), 30) == 0
+        for client in clients:
+            await client.close()
+    check = redis.Redis.from_url(redis_server.url)
+    keys = [key.decode() async for key in check.scan_iter("sig:*")]
+    held = [key for key in keys if ":room:" in key or key.endswith(f"{node.node_id}:peers")]
+    assert held == [], held[:5]
+    assert node.node_id.encode() not in await check.smembers("sig:nodes")
+    await check.aclose()

@@ -279,3 +279,20 @@ async def test_oversized_message_closes_only_that_connection(
     assert alice.peer_id and bob.peer_id
     await bob.offer(alice.peer_id, SDP_OFFER[:2000])
     assert (await alice.next("offer"))["from"] == bob.peer_id
+
+
+async def test_a_large_event_that_is_not_json_we_read_is_answered(server: RunningServer) -> None:
+    # NaN is not JSON; orjson refuses it, and a large message is not handed to the slower parser
+    # that would read it: still, the client gets its answer, not silence. (Raw frames: a Python
+    # client in this process would write NaN as null, with the server's JSON.)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{server.url}/socket.io/?EIO=4&transport=websocket")
+        await ws.receive(timeout=5)
+        await ws.send_str("40")
+        await ws.receive(timeout=5)
+        await ws.send_str('421["offer",{"target":"x","sdp":"' + "x" * 9000 + '","n":NaN}]')
+        answer = (await ws.receive(timeout=5)).data
+        assert answer.startswith("431[") and '"invalid_payload"' in answer
+        await ws.send_str('422["join",{"room":"still-served"}]')
+        assert (await ws.receive(timeout=5)).data.startswith('432[{"ok":true')
+        await ws.close()

@@ -21,6 +21,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import redis.asyncio as redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -127,11 +128,15 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # A clean exit frees its peers at once instead of leaving them to the reaper; if any could
-        # not be freed, the node stays listed and its lapsing lease hands them to the reaper.
+        # A clean exit frees its peers at once instead of leaving them to the reaper: the ones it
+        # holds, and the ones Redis still lists for it (a drain disconnects everyone at once, and
+        # a removal may not have gone through). If any could not be freed, the node stays
+        # listed and its lapsing lease hands them to the reaper.
         freed = [await self.hub.disconnect(peer_id) for peer_id in self.delivery.local_peers()]
-        if all(freed):
-            with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(RedisError, OSError):
+            listed = await self.client.smembers(self._key("node", self.node_id, "peers"))
+            freed += [await self.hub.disconnect(as_text(raw)) for raw in listed]
+            if all(freed) and not await self.client.scard(self._key("node", self.node_id, "peers")):
                 await self.client.srem(self._key("nodes"), self.node_id)
                 await self.client.delete(self._key("node", self.node_id, "alive"))
 
@@ -204,13 +209,18 @@ class Cluster:
     def __init__(self, url: str, *, limits: PeerLimits, lease_seconds: float) -> None:
         # Pooled connections die with a Redis restart; retrying on a fresh one hides that from
         # clients once Redis is back.
-        self.client = redis.Redis.from_url(
+        # A blocking pool: under a burst (a drain, a reconnect storm) a call waits for a free
+        # connection instead of failing once 100 are in use.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=100,
+            timeout=5,
             socket_timeout=5,
             socket_connect_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
             retry_on_error=[RedisConnectionError],
         )
+        self.client = redis.Redis(connection_pool=pool)
         self.node_id = new_node_id()
         self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX)
         self.store = RedisStore(self.client, limits=limits, prefix=self.PREFIX)

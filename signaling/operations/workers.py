@@ -25,7 +25,7 @@ def is_worker() -> bool:
     return os.environ.get(WORKER_ENV) == "1"
 
 
-def supervise(count: int, argv: list[str]) -> int:
+def supervise(count: int, argv: list[str], drain_timeout: float) -> int:
     env = {**os.environ, WORKER_ENV: "1", "WORKERS": "1"}
     command = [sys.executable, os.path.abspath(sys.argv[0]), *_without_workers(argv)]
     stopping = False
@@ -54,9 +54,11 @@ def supervise(count: int, argv: list[str]) -> int:
             time.sleep(RESTART_DELAY)
             workers[index] = start()
         if stopping:
+            # A worker drains (DRAIN_TIMEOUT for its connections, then its cluster cleanup) before
+            # it exits: it is killed only well past that.
             for worker in workers:
                 try:
-                    worker.wait(15)
+                    worker.wait(2 * drain_timeout + 10)
                 except subprocess.TimeoutExpired:
                     worker.kill()
             return 0

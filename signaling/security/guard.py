@@ -18,6 +18,7 @@ from signaling.security.ratelimit import AddressLimiter, ConnectionLimiter, Cool
 log = logging.getLogger(__name__)
 
 VERIFIED_KEPT = 8  # tokens whose grant a session remembers, so as not to verify them again
+GRANTS_KEPT = 16  # grants one connection may hold (Ant Media's per-stream tokens add up)
 
 
 @dataclass
@@ -130,8 +131,14 @@ class Guard:
             if len(session.verified) >= VERIFIED_KEPT:
                 session.verified.clear()
             session.verified[token] = grant
+        elif self.clock() >= grant.expires_at:  # as the verifier would say of it now
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "the token has expired")
         # Expired grants are kept until the expiry timer takes them out, with what they covered.
         kept = [] if replace else [g for g in session.grants if g != grant]
+        if len(kept) >= GRANTS_KEPT:
+            raise SignalingError(
+                ErrorCode.UNAUTHORIZED, f"a connection holds {GRANTS_KEPT} tokens at most; open another"
+            )
         grants = [*kept, grant]
         if grants == session.grants:
             return False

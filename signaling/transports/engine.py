@@ -301,14 +301,24 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             # Nearly every packet: an EVENT on the default namespace, with or without an ack id.
             # Decoded here without the packet object (its decoder copies the payload while
             # looking for a binary attachment count); anything unusual takes the general path.
+            ack = head.group(1)
             try:
                 arguments = fastjson.loads(data[head.end() - 1 :])
-            except Exception:  # the decoder raises whatever the input provokes (RecursionError...)
-                pass  # the general path below refuses it, with the usual warning
-            else:
-                ack = head.group(1)
-                await self._handle_event(eio_sid, "/", int(ack) if ack else None, arguments)
+            except Exception as exc:  # the decoder raises whatever the input provokes
+                # An event whose JSON this server does not read: refused (counted as a strike),
+                # and answered when it asked for an answer, rather than left without one.
+                log.warning("eio_sid=%s refused an event that is not JSON it reads: %s", eio_sid, brief(exc))
+                self._bad_packet(eio_sid)
+                refusal = SignalingError(
+                    ErrorCode.INVALID_PAYLOAD,
+                    "the event is not JSON this server reads (no NaN, no lone surrogates)",
+                )
+                await self._reply(
+                    eio_sid, "/", int(ack) if ack else None, {"ok": False, "error": refusal.to_dict()}
+                )
                 return
+            await self._handle_event(eio_sid, "/", int(ack) if ack else None, arguments)
+            return
         try:
             pkt = self.packet_class(encoded_packet=data)
         except Exception as exc:  # the decoder raises whatever the input provokes

@@ -173,7 +173,9 @@ class SocketIOTransport:
         event = data[0] if data else None
         name = event[:64] if isinstance(event, str) else repr(event)[:64]
         try:
-            session = self._sessions[sid]
+            session = self._sessions.get(sid)
+            if session is None:  # its connect was refused, or it is going
+                raise SignalingError(ErrorCode.UNAUTHORIZED, "not connected")
             result = await self._events.run(
                 peer, session, event if isinstance(event, str) else "", tuple(data[1:]), self._unknown
             )
