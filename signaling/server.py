@@ -54,11 +54,21 @@ async def client_requests(request: web.Request, handler: HttpHandler) -> web.Str
         return await handler(request)
     except web.HTTPException:
         raise
+    except OSError as exc:
+        if isinstance(request.match_info.route.resource, web.StaticResource):
+            raise web.HTTPNotFound() from None  # a path the file system cannot even look up
+        return _failed(request, exc)
     except Exception as exc:
-        log.error("%s %s failed: %s", request.method, request.path, brief(exc))
-        log.debug("the failure of %s %s", request.method, request.path, exc_info=True)
-        failure = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this request")
-        return web.json_response({"error": failure.to_dict()}, status=500)
+        return _failed(request, exc)
+
+
+def _failed(request: web.Request, exc: Exception) -> web.Response:
+    log.error("%s %s failed: %s", request.method, request.path, brief(exc))
+    log.debug(
+        "the failure of %s %s", request.method, request.path, exc_info=(type(exc), exc, exc.__traceback__)
+    )
+    failure = SignalingError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this request")
+    return web.json_response({"error": failure.to_dict()}, status=500)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from signaling.client import RequestFailed
@@ -225,3 +226,8 @@ async def test_healthz_and_client_files(server: RunningServer) -> None:
         async with http.get(f"{server.url}/client/README.md") as response:
             assert response.status == 200
             assert "Browser client" in await response.text()
+
+
+async def test_a_client_path_too_long_for_the_file_system_is_not_found(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/client/{'x' * 300}") as response:
+        assert response.status == 404
