@@ -300,24 +300,18 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         if head is not None:
             # Nearly every packet: an EVENT on the default namespace, with or without an ack id.
             # Decoded here without the packet object (its decoder copies the payload while
-            # looking for a binary attachment count); anything unusual takes the general path.
-            ack = head.group(1)
+            # looking for a binary attachment count); other packets take the general path.
+            ack = int(head.group(1)) if head.group(1) else None
             try:
                 arguments = fastjson.loads(data[head.end() - 1 :])
             except Exception as exc:  # the decoder raises whatever the input provokes
-                # An event whose JSON this server does not read: refused (counted as a strike),
-                # and answered when it asked for an answer, rather than left without one.
+                # JSON this server does not read: answered when it asked for an answer.
                 log.warning("eio_sid=%s refused an event that is not JSON it reads: %s", eio_sid, brief(exc))
-                self._bad_packet(eio_sid)
-                refusal = SignalingError(
-                    ErrorCode.INVALID_PAYLOAD,
-                    "the event is not JSON this server reads (no NaN, no lone surrogates)",
-                )
-                await self._reply(
-                    eio_sid, "/", int(ack) if ack else None, {"ok": False, "error": refusal.to_dict()}
+                await self._refuse(
+                    eio_sid, "/", ack, "the event is not JSON this server reads (no NaN, no lone surrogate)"
                 )
                 return
-            await self._handle_event(eio_sid, "/", int(ack) if ack else None, arguments)
+            await self._handle_event(eio_sid, "/", ack, arguments)
             return
         try:
             pkt = self.packet_class(encoded_packet=data)
@@ -346,19 +340,27 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _refuse_binary(self, eio_sid: str, pkt: Any) -> None:
         # Signaling is JSON; the attachments that follow are dropped as they arrive, never buffered.
-        self._bad_packet(eio_sid)
         if pkt.attachment_count:
             self._discarding[eio_sid] = pkt.attachment_count
         if pkt.packet_type != sio_packet.BINARY_EVENT:
+            self._bad_packet(eio_sid)
             return
         event = (
             pkt.data[0]
             if isinstance(pkt.data, list) and pkt.data and isinstance(pkt.data[0], str)
             else "event"
         )
-        refusal = SignalingError(ErrorCode.INVALID_PAYLOAD, f"{event[:64]} payload must be JSON, not binary")
         log.warning("eio_sid=%s refused binary %s", eio_sid, event[:64])
-        await self._reply(eio_sid, pkt.namespace or "/", pkt.id, {"ok": False, "error": refusal.to_dict()})
+        await self._refuse(
+            eio_sid, pkt.namespace or "/", pkt.id, f"{event[:64]} payload must be JSON, not binary"
+        )
+
+    async def _refuse(self, eio_sid: str, namespace: str, id: int | None, why: str) -> None:
+        """An event refused before dispatch: counted as a strike, and answered invalid_payload
+        (in its ack when it asked for one, else as an error event)."""
+        self._bad_packet(eio_sid)
+        refusal = SignalingError(ErrorCode.INVALID_PAYLOAD, why)
+        await self._reply(eio_sid, namespace, id, {"ok": False, "error": refusal.to_dict()})
 
     def _discard_attachment(self, eio_sid: str) -> None:
         remaining = self._discarding.get(eio_sid, 0)
