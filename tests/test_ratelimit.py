@@ -200,7 +200,7 @@ def test_a_flooding_connection_puts_its_address_in_a_cooldown() -> None:
     session = guard.open("10.0.0.1", "test")
     for _ in range(3):
         with contextlib.suppress(SignalingError):
-            guard.admit(session, "control")
+            guard.take(session.limiter, session.address, "control")
     assert session.limiter.flooding
     with pytest.raises(SignalingError) as barred:
         guard.reserve("10.0.0.1", "test")

@@ -216,10 +216,6 @@ class Guard:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def admit(self, session: Session, kind: Kind) -> None:
-        """Let one message through, or raise `rate_limited`."""
-        self.take(session.limiter, session.address, kind)
-
     def take(self, limiter: ConnectionLimiter, address: str, kind: Kind) -> None:
         """Take one message of `kind` from `limiter`, or raise `rate_limited`; a connection that
         keeps flooding (the transport then closes it) puts its address in a cooldown."""

@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 from signaling.core.errors import SignalingError
 from signaling.security.auth import Action
 from signaling.security.guard import Guard, Session
-from signaling.security.ratelimit import Kind
+from signaling.security.ratelimit import ConnectionLimiter, Kind
 from signaling.transports.schemas import Loader, parse
 
 Owner = TypeVar("Owner")  # the transport whose method handles the event
@@ -60,10 +60,14 @@ class Pipeline(Generic[Owner, Peer, Result]):
 
     def admit(self, peer: Peer, session: Session, kind: Kind) -> None:
         """Count one message against the sender's rate; a sender that keeps flooding is cut off."""
+        self.take(peer, session.limiter, session.address, kind)
+
+    def take(self, peer: Peer, limiter: ConnectionLimiter, address: str, kind: Kind) -> None:
+        """`admit`, for a connection whose session is not open yet (a socket.io connect)."""
         try:
-            self._guard.admit(session, kind)
+            self._guard.take(limiter, address, kind)
         except SignalingError:
-            if session.limiter.flooding:
+            if limiter.flooding:
                 self._on_flood(peer)
             raise
 

@@ -137,7 +137,7 @@ class SocketIOTransport:
         token = auth.get("token") if isinstance(auth, dict) else None
         limiter = self._sio.limiter(sid) or self._guard.limiter()
         try:
-            self._guard.take(limiter, address, "control")  # connects count, refused or not
+            self._events.take(peer, limiter, address, "control")  # connects count, refused or not
             if self._guard.auth_required and not token:
                 self._guard.refused("socketio", ErrorCode.UNAUTHORIZED)
                 raise SignalingError(
@@ -145,8 +145,6 @@ class SocketIOTransport:
                 )
             session = self._sessions[sid] = self._guard.open(address, "socketio", token, limiter)
         except SignalingError as error:
-            if limiter.flooding:
-                self._sio.drop(sid, "kept flooding after rate_limited errors")
             log.warning(
                 "peer=%s from %s refused: %s", peer, address, error.message, extra={"code": error.code}
             )
