@@ -182,12 +182,10 @@ class Hub:
             raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
         published, playing = await self.store.peer_streams(peer_id)
         for key in published:
-            stream = await self.store.stream(key)
-            if stream is not None and stream.room == room:
+            if stream_room(key) == room:  # the key says where a stream was published
                 await self._unpublish(peer_id, key)
         for key in playing:
-            stream = await self.store.stream(key)
-            if stream is not None and stream.room == room:
+            if stream_room(key) == room:
                 await self._stop_playing(peer_id, key)
         remaining = await self.store.leave(room, peer_id)
         log.info("peer=%s room=%s left", peer_id, room)
