@@ -136,8 +136,7 @@ class ClientLogBudget(logging.Filter):
                     counts,
                 )
                 allowance.held.clear()
-            bucket = allowance.bucket
-            if bucket.tokens + (now - bucket.updated) * bucket.rate.per_second >= bucket.rate.burst:
+            if allowance.bucket.full(now):
                 del self._allowances[address]  # idle: its state starts afresh when it logs again
         if self._allowances:
             self._schedule_summary()

@@ -51,6 +51,10 @@ class TokenBucket:
         self.tokens = tokens
         return False
 
+    def full(self, now: float) -> bool:
+        """Whether it has refilled to its burst: as if it had never been touched."""
+        return self.tokens + (now - self.updated) * self.rate.per_second >= self.rate.burst
+
 
 @dataclass(slots=True)
 class ConnectionLimiter:
