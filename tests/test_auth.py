@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -79,15 +80,20 @@ def test_verifier_public_keys(kind: str) -> None:
         verifier.verify(token(SECRET, "HS256"))
 
 
-async def test_the_expiry_timer_follows_the_grant() -> None:
-    now = time.time()
-    guard = Guard(
+def verifying_guard(clock: Callable[[], float]) -> Guard:
+    """A guard checking this file's tokens, on the clock given."""
+    return Guard(
         rate_limits=RateLimits(),
         connections_per_address=5,
         metrics=Metrics(),
         verifier=TokenVerifier(SECRET, ["HS256"]),
-        clock=lambda: now,
+        clock=clock,
     )
+
+
+async def test_the_expiry_timer_follows_the_grant() -> None:
+    now = time.time()
+    guard = verifying_guard(lambda: now)
     session = guard.open("10.0.0.1", "test", token(ttl=60))
     expired, narrowed = asyncio.Event(), asyncio.Event()
 
@@ -330,13 +336,7 @@ def test_huge_tokens_and_absurd_expiries_are_refused_as_invalid() -> None:
 
 def test_a_remembered_token_still_expires_and_a_connection_holds_so_many() -> None:
     now = time.time()
-    guard = Guard(
-        rate_limits=RateLimits(),
-        connections_per_address=5,
-        metrics=Metrics(),
-        verifier=TokenVerifier(SECRET, ["HS256"]),
-        clock=lambda: now,
-    )
+    guard = verifying_guard(lambda: now)
     session = guard.open("10.0.0.1", "test")
     first = token(ttl=60, rooms=["a"])
     assert guard.authenticate(session, first, replace=False)
