@@ -183,6 +183,8 @@ class AntMediaPeer:
         self.rooms: dict[str, Membership] = {}
         self.session: Session | None = None
         self.ice_expires_at: float | None = None
+        self.heard = 0.0  # the event loop's time of the last frame it sent
+        self.watchdog: asyncio.TimerHandle | None = None  # see AntMediaTransport._check_quiet
         self._writer = FrameWriter(ws, transport, max_unread, f"peer={peer_id}")
         self._closing: asyncio.Task[None] | None = None
 
@@ -414,16 +416,12 @@ class AntMediaTransport:
         self._guard.watch_expiry(
             session, partial(self._hub.expire, peer.peer_id), partial(self._withdraw, peer, session)
         )
+        loop = asyncio.get_running_loop()
+        peer.heard = loop.time()
+        peer.watchdog = loop.call_at(peer.heard + self._idle_timeout, self._check_quiet, peer)
         try:
-            while True:
-                try:
-                    frame = await ws.receive(timeout=self._idle_timeout)
-                except TimeoutError:
-                    # The SDK pings every 3 s: a connection this quiet has gone without a close
-                    # (a phone off the network), and must not hold its streamId any longer.
-                    log.info("peer=%s silent for %g s: gone", peer.peer_id, self._idle_timeout)
-                    peer.abort()
-                    break
+            async for frame in ws:
+                peer.heard = loop.time()
                 if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY) or peer.closing:
                     break  # closed or failed; or sent away, and what it sent meanwhile is not handled
                 if frame.type == WSMsgType.TEXT:
@@ -438,12 +436,26 @@ class AntMediaTransport:
                 for reply in replies:
                     await peer.reply(reply)
         finally:
+            if peer.watchdog is not None:
+                peer.watchdog.cancel()
             # A closed socket counts as leaving everything, without a reply.
             log.info("peer=%s disconnected (close code %s)", peer.peer_id, ws.close_code)
             self._peers.pop(peer.peer_id, None)
             await self._hub.disconnect(peer.peer_id)
             await peer.close()
         return ws
+
+    def _check_quiet(self, peer: AntMediaPeer) -> None:
+        """The SDK pings every 3 s: a connection quiet for the idle timeout has gone without a
+        close (a phone off the network), and must not hold its streamId any longer. One timer per
+        connection, moved on as frames come, costs less than a timeout around every read."""
+        loop = asyncio.get_running_loop()
+        due = peer.heard + self._idle_timeout
+        if loop.time() < due:
+            peer.watchdog = loop.call_at(due, self._check_quiet, peer)
+            return
+        log.info("peer=%s silent for %g s: gone", peer.peer_id, self._idle_timeout)
+        peer.abort()
 
     async def dispatch(self, peer: AntMediaPeer, text: str, session: Session) -> list[Message]:
         request: Message | None = None
