@@ -48,7 +48,9 @@ export class PeerLink extends Emitter {
   }
 
   async #negotiate() {
-    if (this.closed) return;
+    // One offer at a time: browsers do not fire negotiationneeded while one is being made, but
+    // after repair()'s rollback the event may race the explicit renegotiation.
+    if (this.closed || this.makingOffer) return;
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
@@ -59,6 +61,23 @@ export class PeerLink extends Emitter {
     } finally {
       this.makingOffer = false;
     }
+  }
+
+  // After the signaling server lost the messages in flight (it restarted): an offer we sent may
+  // never have arrived, so it is rolled back and made again, and a broken path, whose ICE restart
+  // offer may have been lost too, is restarted.
+  async repair() {
+    if (this.closed) return;
+    const { connectionState } = this.pc;
+    if (connectionState === "failed" || connectionState === "disconnected") this.pc.restartIce?.();
+    if (this.pc.signalingState !== "have-local-offer" || this.makingOffer) return;
+    try {
+      await this.pc.setLocalDescription({ type: "rollback" });
+    } catch (error) {
+      this.emit("error", error);
+      return;
+    }
+    await this.#negotiate();
   }
 
   // Called with each description the remote peer sent.

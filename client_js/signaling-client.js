@@ -6,17 +6,29 @@
 //   client.on("track", ({ peerId, track, stream }) => ...);
 //   await client.join("lobby", { name: "Ada" });
 //
-// client.peerId: this client's id, as the server gave it in the last join ack.
-// Events: connected, disconnected {reason}, reconnected {peerId}, joined {room, peerId, peers},
-// peer-joined {room, peerId, metadata}, peer-left {room, peerId, reason},
+// client.peerId: this client's id, from the server's `session` event (before any join); it
+// survives reconnects that resume the session. client.signalingLive: signaling is up and ours.
+//
+// When the signaling connection drops, calls go on: every RTCPeerConnection and track stays,
+// signaling is queued, and requests (join, leave, publish, play, stop) wait. On reconnect the
+// client resumes its session and sends the queue; nobody sees it leave. Only if the server
+// refuses the resume (the grace passed, the server forgot it) does it rebuild: peer-left
+// "reconnecting" for every peer, then join, publish and play again as a new peer.
+//
+// Events: connected, disconnected {reason} (signaling lost; calls go on, the client reconnects),
+// reconnected {peerId, resumed} (resumed: "kept" or "restored" when the session came back,
+// false after a full rejoin), joined {room, peerId, peers},
+// peer-joined {room, peerId, metadata}, peer-left {room, peerId, reason} (reason "unavailable":
+// the server lost the room in a restart),
 // track {peerId, streamId, track, stream}, track-removed {peerId, streamId, track},
 // message {peerId, data}, channel-open {peerId}, channel-close {peerId},
 // connection-state {peerId, streamId, state}, viewer-joined {streamId, viewerId},
-// viewer-left {streamId, viewerId, reason}, stream-ended {streamId, reason},
+// viewer-left {streamId, viewerId, reason}, stream-ended {streamId, reason} (also "unavailable"),
 // stream-published / stream-unpublished {room, streamId, peerId}, peer-message {...},
 // kicked {reason} (an operator removed this client; it does not reconnect),
 // error {code, message, fields?}: the server's error codes, plus unreachable, camera_denied,
-// no_camera, media_error, webrtc_error and rejoin_failed from the client itself.
+// no_camera, media_error, webrtc_error and rejoin_failed from the client itself. Requests still
+// waiting for signaling when close() is called reject with code "closed".
 import { io } from "./node_modules/socket.io-client/dist/socket.io.esm.min.js";
 import { SignalingClient, SignalingError } from "./client.js";
 

@@ -87,15 +87,21 @@ async function start(roomName) {
   const client = connect(location.origin, { localStream, rtcConfig });
   window.demo = { client, roomName };
 
+  // Losing the server does not end the call: the videos and chat go on over the peer
+  // connections, so the page only says it is reconnecting, and keeps every tile.
+  const signalingNotice = (lost) => {
+    $("signaling-notice").hidden = !lost;
+  };
   client.on("connected", () => showBanner(""));
-  client.on("disconnected", () => {
-    if (!client.kicked) showBanner("Connection to the server lost, reconnecting…");
-  });
+  client.on("disconnected", () => signalingNotice(!client.kicked));
   client.on("kicked", ({ reason }) => {
+    signalingNotice(false);
     showBanner(`You were removed from the room: ${reason}`, { error: true });
     client.close(); // also releases the camera
   });
   client.on("reconnected", () => {
+    // After a refused resume the tiles were rebuilt through peer-left / peer-joined.
+    signalingNotice(false);
     showBanner("");
     addChat("", "Reconnected.", { system: true });
   });

@@ -33,11 +33,19 @@ export class FakePC {
     this.channels = [];
     this.closed = false;
     this.restarts = 0;
+    this.rollbacks = 0;
     FakePC.instances.push(this);
   }
 
-  async setLocalDescription() {
+  async setLocalDescription(description) {
     await tick();
+    if (description?.type === "rollback") {
+      if (this.signalingState !== "have-local-offer") throw new Error(`no offer to roll back in ${this.signalingState}`);
+      this.rollbacks += 1;
+      this.localDescription = null;
+      this.signalingState = "stable";
+      return;
+    }
     const type = this.signalingState === "have-remote-offer" ? "answer" : "offer";
     this.localDescription = { type, sdp: `${type}-${++descriptions}` };
     this.signalingState = type === "offer" ? "have-local-offer" : "stable";
@@ -99,6 +107,7 @@ export class FakePC {
 
   restartIce() {
     this.restarts += 1;
+    this.#needNegotiation();
   }
 
   close() {
@@ -126,12 +135,17 @@ export class FakeStream {
   }
 }
 
+// Behaves like a socket.io-client Socket where it matters here: `connected`, emits made while
+// disconnected are buffered and sent on the next connect BEFORE the connect event (the hazard the
+// client must avoid), and acks come from `replies[event](payload)` (a value or a promise).
 export class FakeSocket {
   constructor(id = "me") {
     this.id = id;
     this.handlers = new Map();
     this.sent = [];
+    this.sendBuffer = [];
     this.replies = {};
+    this.connected = false;
     this.disconnected = false;
     this.connectCalls = 0;
   }
@@ -140,25 +154,40 @@ export class FakeSocket {
     this.handlers.get(event).push(handler);
   }
   emit(event, payload) {
-    this.sent.push([event, payload]);
+    (this.connected ? this.sent : this.sendBuffer).push([event, payload]);
   }
   timeout() {
     return {
       emitWithAck: async (event, payload) => {
-        this.sent.push([event, payload]);
-        return this.replies[event]?.(payload) ?? { ok: true };
+        this.emit(event, payload);
+        return (await this.replies[event]?.(payload)) ?? { ok: true };
       },
     };
   }
   // The server sending an event to this client.
   deliver(event, ...args) {
-    for (const handler of this.handlers.get(event) ?? []) handler(...args);
+    for (const handler of [...(this.handlers.get(event) ?? [])]) handler(...args);
+  }
+  // The connection comes up: buffered emits go first, then `connect`, then the server's `session`
+  // (or the session first: socket.io replays events that came before the connect packet).
+  open(session = null, { sessionFirst = false } = {}) {
+    this.connected = true;
+    this.sent.push(...this.sendBuffer.splice(0));
+    if (session && sessionFirst) this.deliver("session", session);
+    this.deliver("connect");
+    if (session && !sessionFirst) this.deliver("session", session);
+  }
+  // The connection is lost (network, server restart or drain).
+  drop(reason = "transport close") {
+    this.connected = false;
+    this.deliver("disconnect", reason);
   }
   removeAllListeners() {
     this.handlers.clear();
   }
   disconnect() {
     this.disconnected = true;
+    this.connected = false;
   }
   connect() {
     this.connectCalls += 1;
@@ -166,4 +195,13 @@ export class FakeSocket {
   sentOf(event) {
     return this.sent.filter(([name]) => name === event).map(([, payload]) => payload);
   }
+}
+
+// A promise to settle from the test: a reply the server has not sent yet.
+export function deferred() {
+  let resolve;
+  const promise = new Promise((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
 }

@@ -118,3 +118,32 @@ test("candidateInit keeps the RTCIceCandidateInit fields", () => {
   assert.deepEqual(candidateInit(candidate), { candidate: "c", sdpMid: "0", sdpMLineIndex: 0, usernameFragment: "u" });
   assert.deepEqual(candidateInit({ candidate: "" }), { candidate: "", sdpMid: null, sdpMLineIndex: null });
 });
+
+test("repair rolls a pending offer back and makes it again, once", async () => {
+  const { pc, link, signals } = makeLink();
+  pc.onnegotiationneeded();
+  await tick();
+  await tick();
+  const cut = pc.localDescription.sdp;
+  await link.repair();
+  await tick();
+  await tick();
+  assert.equal(pc.rollbacks, 1);
+  assert.equal(pc.signalingState, "have-local-offer");
+  assert.deepEqual(signals.map(([kind]) => kind), ["offer", "offer"]);
+  assert.notEqual(signals[1][1].sdp, cut);
+});
+
+test("repair restarts ICE on a broken path and leaves a sound one alone", async () => {
+  const { pc, link, signals } = makeLink();
+  await link.repair();
+  assert.equal(pc.restarts, 0);
+  assert.deepEqual(signals, []);
+  pc.connectionState = "failed";
+  await link.repair();
+  await tick();
+  await tick();
+  assert.equal(pc.restarts, 1);
+  assert.equal(pc.rollbacks, 0);
+  assert.deepEqual(signals.map(([kind]) => kind), ["offer"]);
+});
