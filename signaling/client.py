@@ -33,6 +33,8 @@ class SignalingClient:
         self.request_timeout = request_timeout
         self.peer_id: str | None = None
         self._queues: defaultdict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
+        self.session: dict[str, Any] | None = None  # {peerId, secret, grace}: what resumes it
+        self.sio.on("session", self._on_session)
         self.sio.on("*", self._on_event)
         # Reserved events skip the catch-all handler; queue these too so callers can await them.
         self.sio.on("disconnect", lambda reason=None: self._queues["disconnect"].put_nowait(reason))
@@ -55,7 +57,18 @@ class SignalingClient:
             raise
 
     async def close(self) -> None:
+        """Say goodbye, which ends the session at once (a dropped connection's is held for the
+        server's grace, to be resumed), and disconnect."""
+        if self.sio.connected:
+            # socket.io's disconnect() closes the WebSocket without waiting for its goodbye (the
+            # DISCONNECT packet, "1") to be written: send it and wait until it is.
+            await self.sio.eio.send("1")
+            await self.sio.eio.queue.join()
         await self.sio.disconnect()
+
+    async def _on_session(self, session: dict[str, Any]) -> None:
+        self.session = session
+        self.peer_id = session["peerId"]
 
     async def _on_event(self, event: str, *args: Any) -> None:
         self._queues[event].put_nowait(args[0] if len(args) == 1 else list(args))

@@ -15,12 +15,14 @@ from aiohttp import web
 
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.hub import Hub, LocalDelivery
+from signaling.core.sessions import MemorySessions
 from signaling.core.store import MemoryStore, Store
 from signaling.operations.admin import AdminApi
 from signaling.operations.listener import TcpConnections
 from signaling.operations.logs import brief, client_address
 from signaling.operations.metrics import Metrics
 from signaling.security.guard import Guard
+from signaling.security.session_keys import SessionKeys, load_key
 from signaling.security.turn import IceServers
 from signaling.settings import Settings
 from signaling.transports import fastjson
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_js"
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_DIR = ROOT / "client_js"
+SWEEP_INTERVAL = 1.0  # seconds between looks for held sessions whose grace is over
 
 HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
@@ -146,15 +150,46 @@ async def _draining(hub: Hub) -> None:
     await hub.delivery.evict_all("the server is restarting: connect again")
 
 
+def sweep_sessions_forever(hub: Hub) -> Callable[[web.Application], AsyncIterator[None]]:
+    """End held sessions once their grace is over (or they overflowed), within a second or so."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(SWEEP_INTERVAL)
+                try:
+                    await hub.sweep()
+                except SignalingError as error:
+                    log.warning("held sessions not swept now: %s", error.message)
+
+        task = asyncio.create_task(loop(), name="session-sweeper")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run
+
+
+def session_keys(settings: Settings) -> SessionKeys:
+    path = Path(settings.session_key_file)
+    return SessionKeys(load_key(settings.session_secret, path if path.is_absolute() else ROOT / path))
+
+
 def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
+    sessions = MemorySessions(grace=settings.session_grace, buffer_bytes=settings.session_buffer_bytes)
     if not settings.redis_url:
         return Hub(
-            store or MemoryStore(settings.peer_limits), LocalDelivery(), room_capacity=settings.room_capacity
+            store or MemoryStore(settings.peer_limits),
+            LocalDelivery(sessions),
+            room_capacity=settings.room_capacity,
         )
     # Imported only here: a single process needs neither Redis nor its client library.
     from signaling.cluster.nodes import Cluster
 
-    cluster = Cluster(settings.redis_url, limits=settings.peer_limits, lease_seconds=settings.node_lease)
+    cluster = Cluster(
+        settings.redis_url, limits=settings.peer_limits, lease_seconds=settings.node_lease, sessions=sessions
+    )
     hub = Hub(
         cluster.store,
         cluster.delivery,
@@ -201,7 +236,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         json=fastjson,
     )
     ice = settings.ice
-    socketio_transport = SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice=ice)
+    socketio_transport = SocketIOTransport(
+        hub, sio, limits=settings.limits, guard=guard, ice=ice, keys=session_keys(settings)
+    )
     antmedia = AntMediaTransport(
         hub,
         limits=settings.limits,
@@ -225,6 +262,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     admin = AdminApi(hub, metrics, token=settings.admin_token, ready=lambda: cluster is None or cluster.ready)
     app.router.add_routes(admin.routes())
     app.router.add_get("/api/ice-servers", ice_servers_endpoint(ice, guard))
+    app.cleanup_ctx.append(sweep_sessions_forever(hub))
     if ice.expiring:
         app.cleanup_ctx.append(refresh_ice_forever(ice, [socketio_transport, antmedia]))
     app.router.add_get("/{app}/websocket", antmedia.handle)

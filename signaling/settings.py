@@ -224,6 +224,30 @@ OPTIONS: tuple[Option, ...] = (
         "on SIGTERM/SIGINT: seconds to tell every client to reconnect elsewhere and let go, then exit",
     ),
     Option(
+        "session_grace",
+        "SESSION_GRACE",
+        _non_negative_float,
+        "seconds a session outlives its dropped connection, resumable with its messages kept (0: off)",
+    ),
+    Option(
+        "session_buffer_bytes",
+        "SESSION_BUFFER_BYTES",
+        _positive_int,
+        "bytes of messages kept for a session while its connection is gone; beyond, the session ends",
+    ),
+    Option(
+        "session_secret",
+        "SESSION_SECRET",
+        str,
+        "key that signs session secrets; unset: a key generated once and kept in SESSION_KEY_FILE",
+    ),
+    Option(
+        "session_key_file",
+        "SESSION_KEY_FILE",
+        str,
+        "where the generated session key is kept when SESSION_SECRET is unset",
+    ),
+    Option(
         "ping_timeout", "PING_TIMEOUT", _positive_float, "seconds without a pong before a client is dropped"
     ),
     Option(
@@ -316,6 +340,10 @@ class Settings:
     antmedia_idle_timeout: float = 10.0
     drain_timeout: float = 10.0
     ping_timeout: float = 20.0
+    session_grace: float = 30.0
+    session_buffer_bytes: int = 262144
+    session_secret: str | None = None
+    session_key_file: str = ".session-key"
     log_level: str = "INFO"
     log_format: str = "text"
     log_rate_per_ip: Rate = LOG_RATE_PER_IP

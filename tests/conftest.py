@@ -60,6 +60,8 @@ TEST_SETTINGS = Settings(
     rate_query=UNLIMITED,
     # Tests flood and then connect again from the same address: the cooldown has tests of its own.
     flood_cooldown=0,
+    # A key of their own: tests never write one beside the app.
+    session_secret="test-session-key",
 )
 
 

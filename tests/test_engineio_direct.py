@@ -11,6 +11,7 @@ import orjson
 import pytest
 from aiohttp import WSMsgType, web
 
+from signaling.client import SignalingClient
 from signaling.transports import frames
 from signaling.transports.engine import DirectSocket
 from signaling.transports.frames import FrameWriter
@@ -79,12 +80,14 @@ async def test_long_polling_clients_upgrade_to_direct_websocket(
 
 
 async def test_client_that_stops_answering_pings_is_closed_and_leaves(start_server: StartServer) -> None:
-    running = await start_server(ping_interval=0.2, ping_timeout=0.3)
+    # Without sessions (grace 0), the peer leaves as soon as the server gives up on it.
+    running = await start_server(ping_interval=0.2, ping_timeout=0.3, session_grace=0)
     url = running.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     async with aiohttp.ClientSession() as http, http.ws_connect(url, autoping=True) as ws:
         assert (await ws.receive(timeout=5)).data.startswith("0{")
         await ws.send_str("40")
         assert (await ws.receive(timeout=5)).data.startswith("40")
+        assert (await ws.receive(timeout=5)).data.startswith('42["session"')
         await ws.send_str('420["join",{"room":"silent"}]')
         assert '"ok":true' in (await ws.receive(timeout=5)).data
         assert running.store._peer_rooms
@@ -95,8 +98,10 @@ async def test_client_that_stops_answering_pings_is_closed_and_leaves(start_serv
     await wait_for(lambda: not running.store._peer_rooms, "the silent client to leave its room")
 
 
-async def test_server_side_close_closes_the_websocket(server: RunningServer, connect: ConnectPeer) -> None:
-    alice = await connect()
+async def test_server_side_close_closes_the_websocket(start_server: StartServer) -> None:
+    server = await start_server(session_grace=0)  # the peer leaves as soon as its connection goes
+    alice = SignalingClient()
+    await alice.connect(server.url)
     await alice.join("bye")
     # engine.io's own close (what ping timeouts and shutdown use), not a socket.io DISCONNECT.
     await server.sio.eio.disconnect(server.sio.manager.eio_sid_from_sid(alice.sio.get_sid(), "/"))
@@ -113,6 +118,7 @@ async def test_server_side_close_does_not_wait_on_a_client_that_does_not_read(
         assert (await ws.receive(timeout=5)).data.startswith("0{")
         await ws.send_str("40")
         assert (await ws.receive(timeout=5)).data.startswith("40")
+        assert (await ws.receive(timeout=5)).data.startswith('42["session"')
         await ws.send_str('420["join",{"room":"stuck"}]')
         assert '"ok":true' in (await ws.receive(timeout=5)).data
         sender = await connect()
@@ -175,7 +181,8 @@ async def test_odd_engineio_packets_neither_crash_nor_flood_the_log(
 async def test_long_polling_peer_that_stops_polling_is_dropped(
     start_server: StartServer, connect: ConnectPeer
 ) -> None:
-    small = await start_server(max_unread_bytes=65536)
+    # Without sessions (grace 0): a dropped peer is unknown at once, not held.
+    small = await start_server(max_unread_bytes=65536, session_grace=0)
     base = f"{small.url}/socket.io/?EIO=4&transport=polling"
     async with aiohttp.ClientSession() as http:
         async with http.get(base) as response:

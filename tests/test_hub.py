@@ -20,6 +20,7 @@ from signaling.core.messages import (
     ViewerJoined,
     ViewerLeft,
 )
+from signaling.core.sessions import MemorySessions
 from signaling.core.store import MemoryStore, Route
 
 
@@ -42,16 +43,17 @@ class Broken:
         raise ConnectionResetError("socket went away")
 
 
-def make_hub(*peer_ids: str) -> tuple[Hub, dict[str, Recorder]]:
-    hub = Hub(MemoryStore(), LocalDelivery(), room_capacity=3)
+async def make_hub(*peer_ids: str, sessions: MemorySessions | None = None) -> tuple[Hub, dict[str, Recorder]]:
+    delivery = LocalDelivery(sessions or MemorySessions(grace=0, buffer_bytes=65536))
+    hub = Hub(MemoryStore(), delivery, room_capacity=3)
     sinks = {peer_id: Recorder() for peer_id in peer_ids}
     for peer_id, sink in sinks.items():
-        hub.connect(peer_id, sink)
+        await hub.connect(peer_id, sink)
     return hub, sinks
 
 
 async def test_join_tells_existing_members_only() -> None:
-    hub, sinks = make_hub("a", "b", "c")
+    hub, sinks = await make_hub("a", "b", "c")
     await hub.join("a", "r", {"x": 1})
     await hub.join("b", "r", {"y": 2})
     assert sinks["a"].messages == [PeerJoined("r", "b", {"y": 2})]
@@ -60,7 +62,7 @@ async def test_join_tells_existing_members_only() -> None:
 
 
 async def test_relay_reaches_the_target_only() -> None:
-    hub, sinks = make_hub("a", "b", "c")
+    hub, sinks = await make_hub("a", "b", "c")
     for peer in "abc":
         await hub.join(peer, "r", {})
     for sink in sinks.values():
@@ -75,7 +77,7 @@ async def test_relay_reaches_the_target_only() -> None:
 
 
 async def test_refused_relay_delivers_nothing() -> None:
-    hub, sinks = make_hub("a", "b")
+    hub, sinks = await make_hub("a", "b")
     await hub.join("a", "one", {})
     await hub.join("b", "two", {})
     with pytest.raises(SignalingError) as caught:
@@ -85,7 +87,7 @@ async def test_refused_relay_delivers_nothing() -> None:
 
 
 async def test_leave_and_disconnect_reasons() -> None:
-    hub, sinks = make_hub("a", "b", "c")
+    hub, sinks = await make_hub("a", "b", "c")
     for peer in "abc":
         await hub.join(peer, "r", {})
     await hub.leave("c", "r")
@@ -98,7 +100,7 @@ async def test_leave_and_disconnect_reasons() -> None:
 
 
 async def test_room_capacity_default_and_override() -> None:
-    hub, _ = make_hub("a", "b", "c", "d")
+    hub, _ = await make_hub("a", "b", "c", "d")
     for peer in "abc":
         await hub.join(peer, "r", {})
     with pytest.raises(SignalingError) as caught:
@@ -111,8 +113,8 @@ async def test_room_capacity_default_and_override() -> None:
 
 
 async def test_a_failing_receiver_does_not_fail_the_sender_or_others() -> None:
-    hub, sinks = make_hub("a", "c")
-    hub.connect("b", Broken())
+    hub, sinks = await make_hub("a", "c")
+    await hub.connect("b", Broken())
     for peer in "abc":
         await hub.join(peer, "r", {})
     await hub.relay("a", "b", SessionDescription("offer", "v=0"))
@@ -121,7 +123,7 @@ async def test_a_failing_receiver_does_not_fail_the_sender_or_others() -> None:
 
 
 async def test_streams_tell_publisher_viewers_and_room() -> None:
-    hub, sinks = make_hub("pub", "v1", "v2", "member")
+    hub, sinks = await make_hub("pub", "v1", "v2", "member")
     hub.room_capacity = 10
     for peer in ("pub", "member", "v1", "v2"):
         await hub.join(peer, "conf", {})
@@ -150,7 +152,7 @@ async def test_streams_tell_publisher_viewers_and_room() -> None:
 
 
 async def test_publisher_disconnect_ends_its_streams_and_plays() -> None:
-    hub, sinks = make_hub("pub", "viewer", "member")
+    hub, sinks = await make_hub("pub", "viewer", "member")
     await hub.join("pub", "conf", {})
     await hub.join("member", "conf", {})
     await hub.join("viewer", "conf", {})
@@ -173,7 +175,7 @@ async def test_publisher_disconnect_ends_its_streams_and_plays() -> None:
 
 
 async def test_leaving_a_room_ends_the_streams_published_in_it() -> None:
-    hub, sinks = make_hub("a", "b")
+    hub, sinks = await make_hub("a", "b")
     await hub.join("a", "conf", {})
     await hub.join("b", "conf", {})
     await hub.publish("a", "in-room", room="conf")
@@ -188,7 +190,7 @@ async def test_leaving_a_room_ends_the_streams_published_in_it() -> None:
 
 
 async def test_leaving_a_room_stops_playing_its_streams() -> None:
-    hub, sinks = make_hub("a", "b")
+    hub, sinks = await make_hub("a", "b")
     await hub.join("a", "conf", {})
     await hub.join("b", "conf", {})
     await hub.publish("a", "a-cam", room="conf")
@@ -201,7 +203,7 @@ async def test_leaving_a_room_stops_playing_its_streams() -> None:
 
 
 async def test_withdrawing_a_room_ends_its_streams_as_expired_and_says_so() -> None:
-    hub, sinks = make_hub("pub", "viewer", "mate")
+    hub, sinks = await make_hub("pub", "viewer", "mate")
     for peer in ("pub", "viewer", "mate"):
         await hub.join(peer, "r", {})
     await hub.join("pub", "kept", {})
@@ -223,7 +225,7 @@ async def test_withdrawing_a_room_ends_its_streams_as_expired_and_says_so() -> N
 
 
 async def test_one_stream_per_id_for_a_peer_whatever_its_rooms() -> None:
-    hub, _ = make_hub("a", "b")
+    hub, _ = await make_hub("a", "b")
     await hub.join("a", "r1", {})
     await hub.join("b", "r2", {})
     await hub.join("a", "r2", {})

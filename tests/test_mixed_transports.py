@@ -100,7 +100,7 @@ async def test_antmedia_publisher_socketio_viewer(antmedia: ConnectAntMedia, con
     offer = await viewer.next("offer")
     assert offer == {
         "from": played["publisher"],
-        "target": viewer.peer_id or viewer.sio.get_sid(),
+        "target": viewer.peer_id,
         "streamId": "am-show",
         "sdp": SDP_OFFER,
     }

@@ -56,7 +56,8 @@ async def test_antmedia_peer_that_stops_reading_is_dropped_not_waited_for(
 async def test_socketio_peer_that_stops_reading_is_dropped(
     start_server: StartServer, connect: ConnectPeer
 ) -> None:
-    small = await start_server(max_unread_bytes=65536)
+    # Without sessions (grace 0): a dropped peer is unknown at once, not held.
+    small = await start_server(max_unread_bytes=65536, session_grace=0)
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(small.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket")
         await ws.receive(timeout=5)

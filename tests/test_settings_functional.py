@@ -24,7 +24,7 @@ async def test_cors_allowed_origins(start_server: StartServer, connect: ConnectP
 async def test_silent_peer_is_dropped_after_ping_timeout(
     start_server: StartServer, connect: ConnectPeer
 ) -> None:
-    quick = await start_server(ping_interval=0.2, ping_timeout=0.3)
+    quick = await start_server(ping_interval=0.2, ping_timeout=0.3, session_grace=0)
     alice = await connect(quick.url)
     await alice.join("heartbeat")
     async with aiohttp.ClientSession() as http:

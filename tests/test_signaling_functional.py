@@ -17,7 +17,7 @@ async def test_join_ack_lists_existing_peers_and_ice_servers(connect: ConnectPee
     first = await alice.join("lobby", {"name": "alice"})
     assert first == {
         "ok": True,
-        "peerId": alice.sio.get_sid(),
+        "peerId": alice.peer_id,
         "room": "lobby",
         "peers": [],
         "streams": [],

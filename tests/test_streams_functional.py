@@ -23,17 +23,17 @@ async def test_publisher_serves_each_viewer_on_its_own_connection(connect: Conne
         assert reply == {
             "ok": True,
             "streamId": "show",
-            "publisher": publisher.sio.get_sid(),
+            "publisher": publisher.peer_id,
             "room": None,
             "iceServers": ice,
         }
         joined = await publisher.next("viewer-joined")
         viewer_id = joined["viewerId"]
-        assert joined == {"streamId": "show", "viewerId": viewer.sio.get_sid()}
+        assert joined == {"streamId": "show", "viewerId": viewer.peer_id}
         await publisher.offer(viewer_id, SDP_OFFER, stream_id="show")
         offer = await viewer.next("offer")
         assert offer == {
-            "from": publisher.sio.get_sid(),
+            "from": publisher.peer_id,
             "target": viewer_id,
             "streamId": "show",
             "sdp": SDP_OFFER,
@@ -44,14 +44,14 @@ async def test_publisher_serves_each_viewer_on_its_own_connection(connect: Conne
         assert (await publisher.next("ice-candidate"))["candidate"] == CANDIDATE
 
     # Viewers of one stream cannot reach each other through it.
-    second = viewers[1].sio.get_sid()
+    second = viewers[1].peer_id or ""
     with pytest.raises(RequestFailed) as refused:
         await viewers[0].offer(second, SDP_OFFER, stream_id="show")
     assert refused.value.code == "unknown_target"
 
     assert await viewers[0].stop("show") == {"ok": True, "streamId": "show", "stopped": "played"}
     left = await publisher.next("viewer-left")
-    assert left == {"streamId": "show", "viewerId": viewers[0].sio.get_sid(), "reason": "stopped"}
+    assert left == {"streamId": "show", "viewerId": viewers[0].peer_id, "reason": "stopped"}
     assert (await publisher.stop("show"))["stopped"] == "published"
     for viewer in viewers[1:]:
         assert await viewer.next("stream-ended") == {"streamId": "show", "reason": "stopped"}

@@ -32,6 +32,7 @@ from signaling.cluster.redis_store import RedisStore, as_text
 from signaling.core.hub import Hub, LocalDelivery
 from signaling.core.messages import Outbound
 from signaling.core.peers import node_name, node_of
+from signaling.core.sessions import SessionStore
 from signaling.core.store import PeerLimits
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ def new_node_id() -> str:
 class ClusterDelivery(LocalDelivery):
     """Local peers directly; peers on other nodes through their node's Redis channel."""
 
-    def __init__(self, client: redis.Redis, node_id: str, prefix: str) -> None:
-        super().__init__()
+    def __init__(self, client: redis.Redis, node_id: str, prefix: str, sessions: SessionStore) -> None:
+        super().__init__(sessions)
         self.client = client
         self.node_id = node_id
         self.prefix = prefix
@@ -206,7 +207,7 @@ class Cluster:
 
     PREFIX = "sig:"
 
-    def __init__(self, url: str, *, limits: PeerLimits, lease_seconds: float) -> None:
+    def __init__(self, url: str, *, limits: PeerLimits, lease_seconds: float, sessions: SessionStore) -> None:
         # Pooled connections die with a Redis restart; retrying on a fresh one hides that from
         # clients once Redis is back.
         # A blocking pool: under a burst (a drain, a reconnect storm) a call waits for a free
@@ -222,7 +223,7 @@ class Cluster:
         )
         self.client = redis.Redis(connection_pool=pool)
         self.node_id = new_node_id()
-        self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX)
+        self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX, sessions)
         self.store = RedisStore(self.client, limits=limits, prefix=self.PREFIX)
         self.lease_seconds = lease_seconds
         self.node: Node | None = None

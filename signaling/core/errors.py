@@ -31,6 +31,11 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    SESSION_EXPIRED = "session_expired"
+    SESSION_ENDED = "session_ended"
+    SESSION_OVERFLOW = "session_overflow"
+    INVALID_SESSION = "invalid_session"
+    SESSION_IN_USE = "session_in_use"
     SERVICE_UNAVAILABLE = "service_unavailable"
     INTERNAL_ERROR = "internal_error"
 

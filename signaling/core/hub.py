@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,6 +35,7 @@ from signaling.core.messages import (
     ViewerJoined,
     ViewerLeft,
 )
+from signaling.core.sessions import Claims, Ending, SessionStore
 from signaling.core.store import (
     Member,
     Metadata,
@@ -68,22 +70,54 @@ class Withdrawn(NamedTuple):
     played: list[str]
 
 
+class Resumed(NamedTuple):
+    """A resumed session: `kept` (held all along) or `restored` (rebuilt from the client's claims
+    after the server lost it), the messages held for it, and what it claimed but did not get back."""
+
+    how: Literal["kept", "restored"]
+    messages: tuple[Outbound, ...]
+    lost_rooms: list[str]
+    lost_streams: list[str]
+
+
+# What a resume that cannot be honoured is told, by why its session is not there.
+_REFUSALS: dict[str, tuple[ErrorCode, str]] = {
+    "unknown": (
+        ErrorCode.SESSION_EXPIRED,
+        "no such session: it expired, or the server restarted longer than the grace ago; join afresh",
+    ),
+    "expired": (ErrorCode.SESSION_EXPIRED, "the session was not resumed in time and has ended; join afresh"),
+    "overflow": (
+        ErrorCode.SESSION_OVERFLOW,
+        "more was sent to this session while it was away than the server keeps; it has ended, join afresh",
+    ),
+    "closed": (ErrorCode.SESSION_ENDED, "the session was closed; join afresh"),
+    "kicked": (ErrorCode.SESSION_ENDED, "the session was ended by an operator"),
+    "revoked": (ErrorCode.SESSION_ENDED, "the session ended with its token; join afresh with a valid one"),
+}
+
+
 class RelayObserver(Protocol):
     def relayed_message(self, kind: str, seconds: float) -> None: ...
 
 
 class LocalDelivery:
-    """Delivers to peers connected to this process.
+    """Delivers to peers connected to this process, and keeps what is sent to a held session (one
+    whose connection dropped) in its `sessions`.
 
     This is the piece a cross-node delivery replaces: it only needs `attach`, `detach` and
     `deliver`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sessions: SessionStore) -> None:
+        self.sessions = sessions
         self._sinks: dict[str, Sink] = {}
 
-    def attach(self, peer_id: str, sink: Sink) -> None:
+    def attach(self, peer_id: str, sink: Sink) -> Sink | None:
+        """Deliver to `sink` from now on; returns the sink it replaces, if any."""
+        previous = self._sinks.get(peer_id)
         self._sinks[peer_id] = sink
+        return previous
 
     def detach(self, peer_id: str) -> None:
         self._sinks.pop(peer_id, None)
@@ -92,6 +126,8 @@ class LocalDelivery:
         """Hand a message over; False when nobody holds that peer any more."""
         sink = self._sinks.get(peer_id)
         if sink is None:
+            if await self.sessions.keep(peer_id, message):
+                return True
             log.debug("peer=%s gone before delivery of %s", peer_id, type(message).__name__)
             return False
         try:
@@ -129,18 +165,54 @@ class Hub:
         self.room_capacity = room_capacity
         self.node = node  # this node's name in a cluster; None alone
         self.observer = observer
+        self.sessions = delivery.sessions
 
     def peer_id(self, local_id: str) -> str:
-        """The cluster-wide id of a connection this node holds (see signaling.core.peers)."""
+        """The cluster-wide id of a peer born on this node (see signaling.core.peers)."""
         return peers.peer_id(self.node, local_id)
 
-    def connect(self, peer_id: str, sink: Sink) -> None:
-        self.delivery.attach(peer_id, sink)
+    def new_peer_id(self) -> str:
+        """A fresh session's id: random, so that it says nothing about the connection under it."""
+        return self.peer_id(secrets.token_urlsafe(15))
 
-    async def disconnect(self, peer_id: str, reason: GoneReason = "disconnected") -> bool:
-        """Forget the peer entirely and tell everyone it shared a room or a stream with; False if
-        the shared state could not be reached (the cluster's reconciliation retries it)."""
+    async def holds_anything(self, peer_id: str) -> bool:
+        if await self.store.rooms_of(peer_id):
+            return True
+        published, played = await self.store.peer_streams(peer_id)
+        return bool(published or played)
+
+    async def holdings(self, peer_id: str) -> tuple[list[tuple[str, list[Member]]], list[str], list[str]]:
+        """The peer's rooms with their other members, and the ids of the streams it publishes
+        and plays: what a resumed client is told it has."""
+        rooms = [
+            (room, [m for m in await self.store.members(room) if m.peer_id != peer_id])
+            for room in await self.store.rooms_of(peer_id)
+        ]
+        published, played = await self.store.peer_streams(peer_id)
+        return rooms, [stream_name(k) for k in published], [stream_name(k) for k in played]
+
+    async def connect(self, peer_id: str, sink: Sink) -> None:
+        self.delivery.attach(peer_id, sink)
+        await self.sessions.open(peer_id)
+
+    async def dropped(self, peer_id: str) -> bool:
+        """The peer's connection is gone without a goodbye: hold its session for the grace
+        (nobody is told); False if it ended now instead."""
         self.delivery.detach(peer_id)
+        if await self.sessions.hold(peer_id):
+            log.info("peer=%s held for %g s", peer_id, self.sessions.grace)
+            return True
+        await self.disconnect(peer_id)
+        return False
+
+    async def disconnect(
+        self, peer_id: str, reason: GoneReason = "disconnected", *, ending: Ending = "closed"
+    ) -> bool:
+        """End the peer's session: forget it entirely and tell everyone it shared a room or a
+        stream with; False if the shared state could not be reached (the cluster's reconciliation
+        retries it)."""
+        self.delivery.detach(peer_id)
+        await self.sessions.end(peer_id, ending)
         try:
             removal = await self.store.remove_peer(peer_id)
         except SignalingError as error:
@@ -345,6 +417,7 @@ class Hub:
         `reason` and is disconnected by the node that holds it.
         """
         removal = await self.store.remove_peer(peer_id)
+        await self.sessions.end(peer_id, "revoked" if gone == "expired" else "kicked")
         await self._announce_removal(peer_id, removal, gone)
         # Handed over when a node holds the peer, even one that held no room or stream.
         reached = await self.delivery.deliver(peer_id, Kicked(reason))
@@ -386,6 +459,118 @@ class Hub:
         except SignalingError as error:
             log.warning("peer=%s expired, but could not be removed now: %s", peer_id, error.message)
             await self.delivery.deliver(peer_id, Kicked(reason))  # its disconnect retries it
+
+    # Sessions
+
+    async def sweep(self) -> None:
+        """End the held sessions whose grace is over (or that overflowed): the others are told
+        the peer left, as if it had just disconnected."""
+        for peer_id, why in await self.sessions.due():
+            log.info("peer=%s session ended: %s", peer_id, why)
+            await self.disconnect(peer_id, ending=why)
+
+    async def resume(self, peer_id: str, sink: Sink, claims: Claims) -> Resumed:
+        """Give a session back to a new connection (`sink`), whose owner the caller has checked.
+
+        Delivery goes to `sink` from the start, so nothing sent meanwhile is lost; the caller
+        sends the returned held messages before what `sink` receives from now on.
+        """
+        previous = self.delivery.attach(peer_id, sink)
+        try:
+            found = await self.sessions.resume(peer_id)
+            if found.found == "unknown" and await self.sessions.restore(peer_id):
+                how: Literal["kept", "restored"] = "restored"
+            elif found.found == "kept":
+                how = "restored" if found.placeholder else "kept"
+            else:
+                code, message = _REFUSALS[found.found]
+                raise SignalingError(code, message)
+        except BaseException:
+            if previous is not None:
+                self.delivery.attach(peer_id, previous)
+            else:
+                self.delivery.detach(peer_id)
+            raise
+        if previous is not None and previous is not sink:
+            await previous.evict("the session was resumed on another connection")
+        lost_rooms: list[str] = []
+        lost_streams: list[str] = []
+        if how == "restored":
+            lost_rooms, lost_streams = await self._restore(peer_id, claims)
+        log.info("peer=%s resumed (%s, %d held messages)", peer_id, how, len(found.messages))
+        return Resumed(how, found.messages, lost_rooms, lost_streams)
+
+    async def _restore(self, peer_id: str, claims: Claims) -> tuple[list[str], list[str]]:
+        """Rebuild what a session held from its owner's claims, quietly: the others were in the
+        call all along. Peers it names that nobody knows are held for their owners to resume, as
+        if they had disconnected; what another peer's claims gave this session and its own claims
+        do not name is given up, and announced. Returns the rooms and streams not rebuilt."""
+        lost_rooms: list[str] = []
+        lost_streams: list[str] = []
+        rooms = await self.store.rooms_of(peer_id)
+        for claim in claims.rooms:
+            try:
+                if claim.room in rooms:  # a placeholder's seat: it now has its metadata
+                    await self.store.leave(claim.room, peer_id)
+                await self.store.join(claim.room, peer_id, dict(claim.metadata), self.room_capacity)
+            except SignalingError:
+                lost_rooms.append(claim.room)
+                continue
+            await self._seat_placeholders(claim.room, claim.peers)
+        published, playing = await self.store.peer_streams(peer_id)
+        for stream in claims.published:
+            key = stream_key(stream.room, stream.stream_id)
+            try:
+                if key not in published:
+                    await self.store.publish(key, peer_id, stream.room, stream.max_viewers)
+            except SignalingError:
+                lost_streams.append(stream.stream_id)
+                continue
+            for viewer in stream.viewers:
+                if await self.sessions.placeholder(viewer):
+                    with contextlib.suppress(SignalingError):
+                        await self.store.play(key, viewer)
+        for played in claims.playing:
+            key = stream_key(played.room, played.stream_id)
+            try:
+                if key not in playing:
+                    existing = await self.store.stream(key)
+                    if existing is None and await self.sessions.placeholder(played.publisher):
+                        if played.room is not None:
+                            await self._seat_placeholders(played.room, (played.publisher,))
+                        await self.store.publish(key, played.publisher, played.room, None)
+                    await self.store.play(key, peer_id)
+            except SignalingError:
+                lost_streams.append(played.stream_id)
+        await self._give_up_unclaimed(peer_id, claims)
+        return lost_rooms, lost_streams
+
+    async def _seat_placeholders(self, room: str, peer_ids: tuple[str, ...]) -> None:
+        members = {m.peer_id for m in await self.store.members(room)}
+        for other in peer_ids:
+            if other not in members and await self.sessions.placeholder(other):
+                with contextlib.suppress(SignalingError):
+                    await self.store.join(room, other, {}, self.room_capacity)
+
+    async def _give_up_unclaimed(self, peer_id: str, claims: Claims) -> None:
+        """What others' claims seated this peer in and its own claims do not name: it is not
+        there, so it leaves, and those who believed otherwise are told."""
+        published, playing = await self.store.peer_streams(peer_id)
+        claimed_published = {stream_key(c.room, c.stream_id) for c in claims.published}
+        claimed_playing = {stream_key(c.room, c.stream_id) for c in claims.playing}
+        for key in published:
+            if key not in claimed_published:
+                with contextlib.suppress(SignalingError):
+                    await self._unpublish(peer_id, key, "disconnected")
+        for key in playing:
+            if key not in claimed_playing:
+                with contextlib.suppress(SignalingError):
+                    await self._stop_playing(peer_id, key, "disconnected")
+        claimed_rooms = {c.room for c in claims.rooms}
+        for room in await self.store.rooms_of(peer_id):
+            if room not in claimed_rooms:
+                with contextlib.suppress(SignalingError):
+                    await self.leave(peer_id, room, "disconnected")
 
     @staticmethod
     def _single(others: list[str], key: str) -> str:

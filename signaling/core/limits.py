@@ -15,6 +15,9 @@ MLINE_INDEX_MAX = 65535
 USERNAME_FRAGMENT_MAX = 256
 DEFINITION_MAX = 128  # a peer message's definition
 TOKEN_MAX = 8192
+SESSION_SECRET_MAX = 128
+CLAIMS_MAX = 64  # rooms, published and played streams a resume may claim, each
+CLAIMED_PEERS_MAX = 256  # peers one claimed room or stream may name
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class Guard:
         self.metrics = metrics
         self.verifier = verifier
         self.clock = clock  # wall-clock seconds, like tokens' `exp`
+        self.connections_per_address = connections_per_address
         self._addresses = AddressLimiter(connections_per_address)
         self._cooldowns = Cooldowns(flood_cooldown)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -284,6 +284,10 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         self.dispatch = dispatch
         # Told of packets refused before dispatch (garbage, binary), so that they count as well.
         self.on_bad_packet: Callable[[str], None] | None = None
+        # Told when a client has been sent its CONNECT (what it is sent next comes after it).
+        self.on_connected: Callable[[str], Awaitable[None]] | None = None
+        # sid -> what to do once the reply to its current event is sent (it then follows the ack).
+        self.after_reply: dict[str, Callable[[], Awaitable[None]]] = {}
         self.max_unread = max_unread
         self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
         self._addresses: dict[str, str] = {}  # eio_sid -> client address holding a slot
@@ -326,6 +330,10 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
                 await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
             case sio_packet.CONNECT:
                 await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+                sid = self.manager.sid_from_eio_sid(eio_sid, pkt.namespace or "/")
+                connected = sid is not None and self.manager.is_connected(sid, pkt.namespace or "/")
+                if connected and self.on_connected is not None:
+                    await self.on_connected(sid)
             case sio_packet.DISCONNECT:
                 await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
             case sio_packet.BINARY_EVENT | sio_packet.BINARY_ACK:
@@ -407,6 +415,9 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         reply = await self.dispatch(sid, data if isinstance(data, list) else [data])
         if id is not None or not reply["ok"]:
             await self._reply(eio_sid, namespace, id, reply)
+        follow_up = self.after_reply.pop(sid, None) if self.after_reply else None
+        if follow_up is not None:
+            await follow_up()
 
     async def _reply(self, eio_sid: str, namespace: str, id: int | None, reply: Reply) -> None:
         if id is not None:

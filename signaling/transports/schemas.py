@@ -12,21 +12,34 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.limits import (
+    CLAIMED_PEERS_MAX,
+    CLAIMS_MAX,
     DEFINITION_MAX,
     MLINE_INDEX_MAX,
     PEER_ID_MAX,
     ROOM_PATTERN,
     ROOM_RULE,
     SDP_MID_MAX,
+    SESSION_SECRET_MAX,
     STREAM_ID_RULE,
     TOKEN_MAX,
     USERNAME_FRAGMENT_MAX,
     Limits,
 )
+from signaling.core.sessions import Claims, PlayingClaim, PublishedClaim, RoomClaim
 
 MAX_REPORTED_FIELDS = 10
 UNKNOWN_FIELD = "Unknown field."  # marshmallow's words
@@ -155,6 +168,65 @@ class CandidateSchema(StrictSchema):
         if len(data["candidate"]) > self.max_chars:
             raise ValidationError(f"Longer than {self.max_chars} characters.", "candidate")
         require_mline(data["candidate"], data["sdpMid"], data["sdpMLineIndex"], "sdpMid")
+
+
+def peer_id_field(**kwargs: Any) -> StrictString:
+    return StrictString(validate=validate.Length(min=1, max=PEER_ID_MAX), **kwargs)
+
+
+def _peer_list() -> fields.List[Any]:
+    return fields.List(peer_id_field(), load_default=list, validate=validate.Length(max=CLAIMED_PEERS_MAX))
+
+
+def _claims(schema: type[Schema]) -> fields.List[Any]:
+    return fields.List(fields.Nested(schema), load_default=list, validate=validate.Length(max=CLAIMS_MAX))
+
+
+class PublishedClaimSchema(StrictSchema):
+    streamId = stream_id_field(required=True)
+    room = room_field(load_default=None, allow_none=True)
+    maxViewers = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1)
+    )
+    viewers = _peer_list()
+
+    @post_load
+    def _claim(self, data: dict[str, Any], **kwargs: Any) -> PublishedClaim:
+        return PublishedClaim(data["streamId"], data["room"], data["maxViewers"], tuple(data["viewers"]))
+
+
+class PlayingClaimSchema(StrictSchema):
+    streamId = stream_id_field(required=True)
+    room = room_field(load_default=None, allow_none=True)
+    publisher = peer_id_field(required=True)
+
+    @post_load
+    def _claim(self, data: dict[str, Any], **kwargs: Any) -> PlayingClaim:
+        return PlayingClaim(data["streamId"], data["room"], data["publisher"])
+
+
+def restore_schema(metadata_bytes: int) -> type[Schema]:
+    """What a resuming client says it held (see signaling.core.sessions.Claims)."""
+    room_claim = StrictSchema.from_dict(
+        {
+            "room": room_field(required=True),
+            "metadata": JsonValue(max_bytes=metadata_bytes, objects_only=True, load_default=dict),
+            "peers": _peer_list(),
+        },
+        name="RoomClaimSchema",
+    )
+
+    class RestoreSchema(StrictSchema):
+        rooms = _claims(room_claim)
+        published = _claims(PublishedClaimSchema)
+        playing = _claims(PlayingClaimSchema)
+
+        @post_load
+        def _claims(self, data: dict[str, Any], **kwargs: Any) -> Claims:
+            rooms = tuple(RoomClaim(r["room"], r["metadata"], tuple(r["peers"])) for r in data["rooms"])
+            return Claims(rooms, tuple(data["published"]), tuple(data["playing"]))
+
+    return RestoreSchema
 
 
 def require_mline(candidate: str, sdp_mid: str | None, sdp_mline_index: int | None, field_name: str) -> None:
@@ -292,7 +364,16 @@ def build_schemas(limits: Limits) -> dict[str, Loader]:
         {"token": StrictString(required=True, validate=validate.Length(min=1, max=TOKEN_MAX))},
         name="AuthenticateSchema",
     )
+    resume = StrictSchema.from_dict(
+        {
+            "peerId": peer_id_field(required=True),
+            "secret": StrictString(required=True, validate=validate.Length(min=1, max=SESSION_SECRET_MAX)),
+            "restore": fields.Nested(restore_schema(limits.metadata_bytes), load_default=Claims),
+        },
+        name="ResumeSchema",
+    )
     return {
+        "resume": resume(),
         "join": join(),
         "leave": leave(),
         "offer": FastPath(description(), _description_check(limits.sdp_chars)),

@@ -6,6 +6,7 @@ events and internal failures are all answered in one place, the same way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from functools import partial
@@ -34,8 +35,10 @@ from signaling.core.messages import (
     ViewerLeft,
     candidate_fields,
 )
-from signaling.core.peers import local_id
+from signaling.core.sessions import Claims
 from signaling.security.guard import Guard, Session
+from signaling.security.ratelimit import AddressLimiter
+from signaling.security.session_keys import SessionKeys
 from signaling.security.turn import IceServers
 from signaling.transports import fastjson
 from signaling.transports.engine import DirectSocket, Reply, SignalingServer
@@ -87,8 +90,31 @@ class SocketIOSink:
         self._sio = sio
         self._sid = sid
         self._session: DirectSocket | None = None  # known once the namespace connection is complete
+        # While a resume is answered: what arrives waits here, to follow the ack and the messages
+        # held for the session, in that order.
+        self._waiting: list[Outbound] | None = None
+
+    def wait(self) -> None:
+        self._waiting = []
+
+    async def release(self, held: tuple[Outbound, ...]) -> None:
+        """Send what was held for the session, then what came while the resume was answered."""
+        pending = list(held)
+        while pending or self._waiting:
+            pending += self._waiting or []
+            self._waiting = []  # what arrives while these go out waits for the next round
+            for message in pending:
+                await self._write(message)
+            pending = []
+        self._waiting = None
 
     async def send(self, message: Outbound) -> None:
+        if self._waiting is not None:
+            self._waiting.append(message)
+            return
+        await self._write(message)
+
+    async def _write(self, message: Outbound) -> None:
         socket = self._session = self._session or self._sio.session(self._sid)
         if socket is None or socket.closed:
             return  # gone; its disconnect is being handled
@@ -103,7 +129,7 @@ class SocketIOSink:
         await socket.send_message(b"2" + fastjson.dumpb([event, payload]))
 
     async def evict(self, reason: str) -> None:
-        # Cutting the connection makes socket.io clients reconnect by themselves.
+        # Cutting the connection makes socket.io clients reconnect (and resume) by themselves.
         self._sio.drop(self._sid, reason)
 
 
@@ -116,22 +142,35 @@ class SocketIOTransport:
         limits: Limits,
         guard: Guard,
         ice: IceServers,
+        keys: SessionKeys,
     ) -> None:
         self._hub = hub
         self._sio = sio
         self._guard = guard
-        self._sessions: dict[str, Session] = {}
+        self._keys = keys
+        # A connection (socket id) carries one session (peer id) at a time; a resume moves a
+        # session onto another connection.
+        self._peers: dict[str, str] = {}  # sid -> peer
+        self._sids: dict[str, str] = {}  # peer -> sid
+        self._connections: dict[str, Session] = {}  # sid -> its address, rates and grants
+        self._closing: set[str] = set()  # sids cut off for abuse: their sessions end with them
+        # Held sessions per address, as many as it may have connections: nobody can pile up held
+        # sessions (and what is kept for them) without end. A held session counts until it is
+        # resumed here, or for the grace.
+        self._held = AddressLimiter(guard.connections_per_address)
+        self._held_addresses: dict[str, tuple[str, asyncio.TimerHandle]] = {}  # peer -> address, timer
         self._ice = ice
         self._ice_expiry: dict[str, float] = {}  # sid -> when the credentials it was given expire
         self._events = Pipeline(self, self.EVENTS, build_schemas(limits), guard, self._flooded)
         sio.dispatch = self.dispatch
         sio.guard = guard
         sio.on_bad_packet = self._bad_packet
+        sio.on_connected = self._connected
         sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        peer = self._hub.peer_id(sid)
+        peer = self._hub.new_peer_id()
         request = environ.get("aiohttp.request")
         address = (request.remote if request is not None else None) or "unknown"
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -143,7 +182,7 @@ class SocketIOTransport:
                 raise SignalingError(
                     ErrorCode.UNAUTHORIZED, 'a token is required: connect with auth {"token": ...}'
                 )
-            session = self._sessions[sid] = self._guard.open(address, "socketio", token, limiter)
+            connection = self._connections[sid] = self._guard.open(address, "socketio", token, limiter)
         except SignalingError as error:
             log.warning(
                 "peer=%s from %s refused: %s", peer, address, error.message, extra={"code": error.code}
@@ -151,31 +190,63 @@ class SocketIOTransport:
             # socket.io clients get {message, data: {code, message}} in their connect_error event.
             raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
         log.info("peer=%s connected from %s", peer, address)
-        self._hub.connect(peer, SocketIOSink(self._sio, sid))
+        self._peers[sid], self._sids[peer] = peer, sid
+        await self._hub.connect(peer, SocketIOSink(self._sio, sid))
         self._guard.watch_expiry(
-            session, partial(self._hub.expire, peer), partial(self._narrowed, peer, session)
+            connection, partial(self._expired, sid), partial(self._narrowed, sid, connection)
         )
 
+    async def _connected(self, sid: str) -> None:
+        """The client has its CONNECT: the first thing it hears is its session, and how to resume
+        it."""
+        peer = self._peers.get(sid)
+        if peer is not None:
+            session = {"peerId": peer, "secret": self._keys.secret(peer), "grace": self._hub.sessions.grace}
+            await self._sio.emit("session", session, to=sid)
+
     async def disconnect(self, sid: str, reason: str = "") -> None:
-        peer = self._hub.peer_id(sid)
         self._ice_expiry.pop(sid, None)
-        session = self._sessions.pop(sid, None)
-        if session is not None:
-            self._guard.close(session)
+        self._sio.after_reply.pop(sid, None)
+        connection = self._connections.pop(sid, None)
+        if connection is not None:
+            self._guard.close(connection)
+        peer = self._peers.pop(sid, None)
+        if peer is None or self._sids.get(peer) != sid:
+            return  # its session was resumed on another connection
+        del self._sids[peer]
         log.info("peer=%s disconnected (%s)", peer, reason)
-        await self._hub.disconnect(peer)
+        # A goodbye (the client's own disconnect) or a cut-off for abuse ends the session now;
+        # any other loss of the connection holds it for the client to resume, within the
+        # address's share of held sessions.
+        goodbye = reason == self._sio.reason.CLIENT_DISCONNECT or sid in self._closing
+        self._closing.discard(sid)
+        address = connection.address if connection is not None else None
+        if goodbye or address is None or not self._held.acquire(address):
+            await self._hub.disconnect(peer)
+        elif await self._hub.dropped(peer):
+            timer = asyncio.get_running_loop().call_later(self._hub.sessions.grace, self._release_held, peer)
+            self._held_addresses[peer] = (address, timer)
+        else:
+            self._held.release(address)
+
+    def _release_held(self, peer: str) -> None:
+        held = self._held_addresses.pop(peer, None)
+        if held is not None:
+            address, timer = held
+            timer.cancel()
+            self._held.release(address)
 
     async def dispatch(self, sid: str, data: list[Any]) -> Reply:
-        """Answer one client event; handlers get the cluster-wide peer id, not the socket id."""
-        peer = self._hub.peer_id(sid)
+        """Answer one client event; handlers get the sender's peer id, not the socket id."""
+        peer = self._peers.get(sid, sid)
         event = data[0] if data else None
         name = event[:64] if isinstance(event, str) else repr(event)[:64]
         try:
-            session = self._sessions.get(sid)
-            if session is None:  # its connect was refused, or it is going
+            connection = self._connections.get(sid)
+            if connection is None or sid not in self._peers:  # its connect was refused, or it is going
                 raise SignalingError(ErrorCode.UNAUTHORIZED, "not connected")
             result = await self._events.run(
-                peer, session, event if isinstance(event, str) else "", tuple(data[1:]), self._unknown
+                peer, connection, event if isinstance(event, str) else "", tuple(data[1:]), self._unknown
             )
             return {"ok": True, **result}
         except SignalingError as error:
@@ -202,47 +273,120 @@ class SocketIOTransport:
 
     def _issue_ice(self, peer: str) -> list[dict[str, Any]]:
         """ICE servers for a peer about to open connections; refreshed before they expire."""
-        sid = local_id(peer)
+        sid = self._sids[peer]
         issued = self._ice.issue(self._user(sid, peer))
         self._ice_expiry[sid] = issued.expires_at
         return issued.servers
 
     def _user(self, sid: str, peer: str) -> str:
-        session = self._sessions.get(sid)
-        return session.user(peer) if session is not None else peer
+        connection = self._connections.get(sid)
+        return connection.user(peer) if connection is not None else peer
 
     async def refresh_ice(self) -> None:
         """Send fresh ICE servers to every client whose TURN credentials are about to expire."""
         for sid, expires_at in list(self._ice_expiry.items()):
-            if self._ice.due(expires_at):
-                issued = self._ice.issue(self._user(sid, self._hub.peer_id(sid)))
+            peer = self._peers.get(sid)
+            if peer is not None and self._ice.due(expires_at):
+                issued = self._ice.issue(self._user(sid, peer))
                 self._ice_expiry[sid] = issued.expires_at
                 await self._sio.emit("ice-servers", {"iceServers": issued.servers}, to=sid)
 
     def _bad_packet(self, sid: str) -> None:
-        session = self._sessions.get(sid)
-        if session is None:
+        connection = self._connections.get(sid)
+        peer = self._peers.get(sid)
+        if connection is None or peer is None:
             return
         # Counted as a strike (a flooder is cut off); the refusal itself has been logged already.
         with contextlib.suppress(SignalingError):
-            self._events.admit(self._hub.peer_id(sid), session, "control")
+            self._events.admit(peer, connection, "control")
 
     def _flooded(self, peer: str) -> None:
-        self._sio.drop(local_id(peer), "kept flooding after rate_limited errors")
+        sid = self._sids.get(peer)
+        if sid is not None:
+            self._closing.add(sid)
+            self._sio.drop(sid, "kept flooding after rate_limited errors")
+
+    async def _expired(self, sid: str) -> None:
+        peer = self._peers.get(sid)
+        if peer is not None:
+            await self._hub.expire(peer)
+
+    async def _narrowed(self, sid: str, connection: Session) -> None:
+        peer = self._peers.get(sid)
+        if peer is not None:
+            await self._hub.withdraw(peer, self._guard.allows(connection))
 
     # The handlers of the events in EVENTS (below): each gets the sender's peer id and the
     # validated payload, and returns what the ack adds to {ok: true}.
 
     async def authenticate(self, peer: str, request: dict[str, Any]) -> Reply:
         # A fresh token replaces the connection's grant, which may cover less than the old one.
-        session = self._sessions[local_id(peer)]
+        connection = self._connections[self._sids[peer]]
         withdrawn = Withdrawn([], [], [])
-        if self._guard.authenticate(session, request["token"]):
-            withdrawn = await self._hub.withdraw(peer, self._guard.allows(session))
+        if self._guard.authenticate(connection, request["token"]):
+            withdrawn = await self._hub.withdraw(peer, self._guard.allows(connection))
         return {"revoked": {"rooms": withdrawn.rooms, "streams": [*withdrawn.published, *withdrawn.played]}}
 
-    async def _narrowed(self, peer: str, session: Session) -> None:
-        await self._hub.withdraw(peer, self._guard.allows(session))
+    async def resume(self, peer: str, request: dict[str, Any]) -> Reply:
+        """Take over a session whose connection dropped: this connection becomes that peer."""
+        old = request["peerId"]
+        if not self._keys.verify(old, request["secret"]):
+            raise SignalingError(
+                ErrorCode.INVALID_SESSION, "that secret does not prove that session; join afresh"
+            )
+        if old == peer or await self._hub.holds_anything(peer):
+            raise SignalingError(
+                ErrorCode.SESSION_IN_USE,
+                "this connection already holds rooms or streams: resume first, on a fresh connection",
+            )
+        sid = self._sids[peer]
+        connection = self._connections[sid]
+        claims = request["restore"]
+        if self._guard.auth_required:
+            await self._check_grant(old, connection, claims)
+        sink = SocketIOSink(self._sio, sid)
+        sink.wait()
+        resumed = await self._hub.resume(old, sink, claims)
+        # This connection is the resumed session from now on; its own fresh one never held anything.
+        del self._sids[peer]
+        self._peers[sid], self._sids[old] = old, sid
+        self._release_held(old)
+        await self._hub.disconnect(peer)
+        self._sio.after_reply[sid] = partial(sink.release, resumed.messages)
+        rooms, published, played = await self._hub.holdings(old)
+        return {
+            "peerId": old,
+            "resumed": resumed.how,
+            "rooms": [
+                {"room": room, "peers": [{"peerId": m.peer_id, "metadata": m.metadata} for m in members]}
+                for room, members in rooms
+            ],
+            "published": published,
+            "playing": played,
+            "lost": {"rooms": resumed.lost_rooms, "streams": resumed.lost_streams},
+            "iceServers": self._issue_ice(old),
+        }
+
+    async def _check_grant(self, peer: str, connection: Session, claims: Claims) -> None:
+        """JWT grants apply to a resumed session: the connection's token must cover all it holds
+        (or claims, to rebuild it), else the session ends and the resume is refused."""
+        allows = self._guard.allows(connection)
+        rooms, published, played = await self._hub.holdings(peer)
+        wanted = [
+            *(("rooms", room) for room, _ in rooms),
+            *(("rooms", claim.room) for claim in claims.rooms),
+            *(("publish", stream) for stream in published),
+            *(("publish", claim.stream_id) for claim in claims.published),
+            *(("play", stream) for stream in played),
+            *(("play", claim.stream_id) for claim in claims.playing),
+        ]
+        refused = [name for action, name in wanted if not allows(action, name)]  # type: ignore[arg-type]
+        if refused:
+            await self._hub.disconnect(peer, "expired", ending="revoked")
+            raise SignalingError(
+                ErrorCode.FORBIDDEN,
+                f"your token does not grant {refused[0]!r}, which the session holds; it has ended",
+            )
 
     async def join(self, peer: str, request: dict[str, Any]) -> Reply:
         room = request["room"]
@@ -321,4 +465,5 @@ class SocketIOTransport:
         Event("play", play, access=("play", "streamId")),
         Event("stop", stop, access="open"),
         Event("authenticate", authenticate, access="open"),
+        Event("resume", resume),
     )
