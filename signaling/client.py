@@ -13,7 +13,9 @@ error code. Every event the server sends is queued per event name until `next()`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -27,17 +29,39 @@ class RequestFailed(Exception):
         self.error = error
 
 
+@dataclass
+class _Room:
+    metadata: dict[str, Any]
+    peers: set[str] = field(default_factory=set)
+
+
 class SignalingClient:
-    def __init__(self, *, request_timeout: float = 10.0) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+    """`reconnect=True`: when the connection drops, connect again and resume the session (the
+    same peer id, rooms and streams, and the messages sent meanwhile); each outcome is queued as
+    a `resumed` event (the ack) or a `resume_failed` event (the error: the client then has a fresh
+    session and holds nothing)."""
+
+    def __init__(self, *, request_timeout: float = 10.0, reconnect: bool = False) -> None:
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnect, reconnection_delay=0.2, reconnection_delay_max=2
+        )
         self.request_timeout = request_timeout
         self.peer_id: str | None = None
-        self._queues: defaultdict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
         self.session: dict[str, Any] | None = None  # {peerId, secret, grace}: what resumes it
+        self._queues: defaultdict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
+        # What the session holds, as the server told it: claimed to rebuild it after a restart.
+        self._rooms: dict[str, _Room] = {}
+        self._published: dict[str, dict[str, Any]] = {}
+        self._playing: dict[str, dict[str, Any]] = {}
+        self._lost: dict[str, Any] | None = None  # the session of a dropped connection
+        self._fresh: dict[str, Any] | None = None  # the new connection's own, if a resume fails
+        self._resuming: asyncio.Task[None] | None = None
+        self._named = asyncio.Event()  # set by the first session event
         self.sio.on("session", self._on_session)
         self.sio.on("*", self._on_event)
-        # Reserved events skip the catch-all handler; queue these too so callers can await them.
-        self.sio.on("disconnect", lambda reason=None: self._queues["disconnect"].put_nowait(reason))
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        # Reserved events skip the catch-all handler; queue this too so callers can await it.
         self.sio.on("connect_error", lambda data=None: self._queues["connect_error"].put_nowait(data))
 
     async def __aenter__(self) -> SignalingClient:
@@ -55,10 +79,18 @@ class SignalingClient:
             # A refused connection leaves engine.io's HTTP session open; close it with the client.
             await self.sio.eio.disconnect()
             raise
+        # This server names the session right after the connect: wait for it, so that `peer_id`
+        # and `session` are known when connect() returns.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.request_timeout):
+                await self._named.wait()
 
     async def close(self) -> None:
         """Say goodbye, which ends the session at once (a dropped connection's is held for the
         server's grace, to be resumed), and disconnect."""
+        self._lost = None
+        if self._resuming is not None:
+            self._resuming.cancel()
         if self.sio.connected:
             # socket.io's disconnect() closes the WebSocket without waiting for its goodbye (the
             # DISCONNECT packet, "1") to be written: send it and wait until it is.
@@ -67,11 +99,102 @@ class SignalingClient:
         await self.sio.disconnect()
 
     async def _on_session(self, session: dict[str, Any]) -> None:
+        if self._lost is not None:
+            self._fresh = session  # ours if the resume is refused
+            return
         self.session = session
         self.peer_id = session["peerId"]
+        self._named.set()
+
+    async def _on_disconnect(self, reason: Any = None) -> None:
+        if self.session is not None and self.session.get("grace"):
+            self._lost = self.session
+        self._queues["disconnect"].put_nowait(reason)
+
+    async def _on_connect(self) -> None:
+        if self._lost is not None:
+            # Not in the handler itself: socket.io delivers the answer to the resume only after
+            # the handler returns.
+            self._resuming = asyncio.get_running_loop().create_task(self._resume_lost())
+
+    async def _resume_lost(self) -> None:
+        lost, self._lost = self._lost, None
+        try:
+            reply = await self.resume(lost)
+        except (RequestFailed, TimeoutError, socketio.exceptions.SocketIOError) as exc:
+            fresh, self._fresh = self._fresh, None
+            self.session, self.peer_id = fresh, (fresh or {}).get("peerId")
+            self._rooms.clear()
+            self._published.clear()
+            self._playing.clear()
+            error = exc.error if isinstance(exc, RequestFailed) else {"code": "timeout", "message": str(exc)}
+            self._queues["resume_failed"].put_nowait(error)
+            return
+        self._queues["resumed"].put_nowait(reply)
 
     async def _on_event(self, event: str, *args: Any) -> None:
-        self._queues[event].put_nowait(args[0] if len(args) == 1 else list(args))
+        payload = args[0] if len(args) == 1 else list(args)
+        if isinstance(payload, dict):
+            self._track(event, payload)
+        self._queues[event].put_nowait(payload)
+
+    def _track(self, event: str, message: dict[str, Any]) -> None:
+        match event:
+            case "peer-joined" if message.get("room") in self._rooms:
+                self._rooms[message["room"]].peers.add(message["peerId"])
+            case "peer-left" if message.get("room") in self._rooms:
+                self._rooms[message["room"]].peers.discard(message["peerId"])
+            case "viewer-joined" if message.get("streamId") in self._published:
+                self._published[message["streamId"]]["viewers"].add(message["viewerId"])
+            case "viewer-left" if message.get("streamId") in self._published:
+                self._published[message["streamId"]]["viewers"].discard(message["viewerId"])
+            case "stream-ended":
+                self._playing.pop(message.get("streamId", ""), None)
+
+    def claims(self) -> dict[str, Any]:
+        """What this client holds, as `resume` takes it to rebuild a session the server lost."""
+        return {
+            "rooms": [
+                {"room": room, "metadata": held.metadata, "peers": sorted(held.peers)}
+                for room, held in self._rooms.items()
+            ],
+            "published": [
+                {
+                    "streamId": sid,
+                    "room": s["room"],
+                    "maxViewers": s["maxViewers"],
+                    "viewers": sorted(s["viewers"]),
+                }
+                for sid, s in self._published.items()
+            ],
+            "playing": [
+                {"streamId": sid, "room": s["room"], "publisher": s["publisher"]}
+                for sid, s in self._playing.items()
+            ],
+        }
+
+    async def resume(
+        self, session: dict[str, Any] | None = None, claims: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Take a session back on this fresh connection (by default the one this client had):
+        the ack, after which the messages held for it arrive. `claims` (default: what this client
+        holds) rebuild it if the server lost it."""
+        session = session or self.session
+        if session is None:
+            raise ValueError("no session to resume")
+        restore = claims if claims is not None else self.claims()
+        reply = await self._checked(
+            "resume", {"peerId": session["peerId"], "secret": session["secret"], "restore": restore}
+        )
+        self.session = {**session, **({"grace": self._fresh["grace"]} if self._fresh else {})}
+        self.peer_id = reply["peerId"]
+        self._fresh = None
+        for room in reply["lost"]["rooms"]:
+            self._rooms.pop(room, None)
+        for room in reply["rooms"]:
+            held = self._rooms.setdefault(room["room"], _Room({}))
+            held.peers = {peer["peerId"] for peer in room["peers"]}
+        return reply
 
     async def request(self, event: str, *args: Any) -> Any:
         """Emit with an ack and return the server's reply as is.
@@ -97,10 +220,13 @@ class SignalingClient:
             payload["metadata"] = metadata
         reply = await self._checked("join", payload)
         self.peer_id = reply["peerId"]
+        self._rooms[room] = _Room(metadata or {}, {peer["peerId"] for peer in reply["peers"]})
         return reply
 
     async def leave(self, room: str) -> dict[str, Any]:
-        return await self._checked("leave", {"room": room})
+        reply = await self._checked("leave", {"room": room})
+        self._rooms.pop(room, None)
+        return reply
 
     async def offer(
         self, target: str, sdp: str, room: str | None = None, stream_id: str | None = None
@@ -136,13 +262,20 @@ class SignalingClient:
             payload["room"] = room
         if max_viewers is not None:
             payload["maxViewers"] = max_viewers
-        return await self._checked("publish", payload)
+        reply = await self._checked("publish", payload)
+        self._published[stream_id] = {"room": room, "maxViewers": max_viewers, "viewers": set()}
+        return reply
 
     async def play(self, stream_id: str) -> dict[str, Any]:
-        return await self._checked("play", {"streamId": stream_id})
+        reply = await self._checked("play", {"streamId": stream_id})
+        self._playing[stream_id] = {"room": reply["room"], "publisher": reply["publisher"]}
+        return reply
 
     async def stop(self, stream_id: str) -> dict[str, Any]:
-        return await self._checked("stop", {"streamId": stream_id})
+        reply = await self._checked("stop", {"streamId": stream_id})
+        self._published.pop(stream_id, None)
+        self._playing.pop(stream_id, None)
+        return reply
 
     async def next(self, event: str, timeout: float = 10.0) -> Any:
         """The oldest unread `event` from the server, waiting up to `timeout` seconds for one."""

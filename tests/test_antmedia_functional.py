@@ -307,3 +307,27 @@ async def test_a_silent_connection_is_gone_and_frees_its_stream_id(
     back = await antmedia(quick.url)
     started = await back.request("publish", "notification:publish_started", streamId="cam")
     assert started["streamId"] == "cam"
+
+
+async def test_the_sdks_reconnect_pattern_is_always_accepted(
+    server: RunningServer, antmedia: ConnectAntMedia
+) -> None:
+    """Ant Media SDKs cannot resume: they `stop`, then `publish` or `join` the same streamId again,
+    on the same connection or a new one. Sessions held for socket.io clients must never make that
+    a `streamIdInUse` or `NoSpaceForNewPeer`."""
+    sdk = await antmedia()
+    await sdk.request("publish", "notification:publish_started", streamId="cam")
+    await sdk.request("stop", "notification:publish_finished", streamId="cam")
+    await sdk.request("publish", "notification:publish_started", streamId="cam")  # same connection
+    await sdk.close()
+    again = await antmedia()  # a new connection, right after the old one closed
+    await again.request("publish", "notification:publish_started", streamId="cam")
+
+    first, other = await antmedia(), await antmedia()
+    await first.request("join", "notification:joined", streamId="call")
+    await other.request("join", "notification:joined", streamId="call")
+    await first.request("stop", "notification:leaved", streamId="call")
+    await first.request("join", "notification:joined", streamId="call")
+    await first.close()
+    replacement = await antmedia()
+    await replacement.request("join", "notification:joined", streamId="call")
