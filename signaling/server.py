@@ -177,7 +177,11 @@ def session_keys(settings: Settings) -> SessionKeys:
 
 
 def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
-    sessions = MemorySessions(grace=settings.session_grace, buffer_bytes=settings.session_buffer_bytes)
+    sessions = MemorySessions(
+        grace=settings.session_grace,
+        buffer_bytes=settings.session_buffer_bytes,
+        rebuilds=not settings.redis_url,
+    )
     if not settings.redis_url:
         return Hub(
             store or MemoryStore(settings.peer_limits),

@@ -106,10 +106,18 @@ class _Held:
 
 class MemorySessions:
     def __init__(
-        self, *, grace: float, buffer_bytes: int, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        grace: float,
+        buffer_bytes: int,
+        rebuilds: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.grace = grace
         self.buffer_bytes = buffer_bytes
+        # False where this memory is not all there is (a cluster node: the shared state in Redis
+        # outlives the process), so that claims never rebuild what another node still holds.
+        self.rebuilds = rebuilds
         self._clock = clock
         self._started = clock()
         self._attached: set[str] = set()
@@ -194,7 +202,7 @@ class MemorySessions:
         return len(self._held)
 
     def _restorable(self) -> bool:
-        return self._clock() < self._started + self.grace
+        return self.rebuilds and self._clock() < self._started + self.grace
 
 
 # What a client says it held, to rebuild its session after the server lost it (a restart).
