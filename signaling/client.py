@@ -41,9 +41,10 @@ class SignalingClient:
     a `resumed` event (the ack) or a `resume_failed` event (the error: the client then has a fresh
     session and holds nothing)."""
 
-    def __init__(self, *, request_timeout: float = 10.0, reconnect: bool = False) -> None:
+    def __init__(self, *, request_timeout: float = 10.0, reconnect: bool = False, **options: Any) -> None:
+        # `options` go to socketio.AsyncClient (an `http_session` of your own, for example).
         self.sio = socketio.AsyncClient(
-            reconnection=reconnect, reconnection_delay=0.2, reconnection_delay_max=2
+            reconnection=reconnect, reconnection_delay=0.2, reconnection_delay_max=2, **options
         )
         self.request_timeout = request_timeout
         self.peer_id: str | None = None

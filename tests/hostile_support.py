@@ -101,7 +101,14 @@ async def start_process(tmp_path: Path) -> AsyncIterator[StartProcess]:
                 sys.executable,
                 "app.py",
                 cwd=ROOT,
-                env={**os.environ, "PORT": str(port), "HOST": "127.0.0.1", **env},
+                # The session key file of the test, not one beside the checkout's app.py.
+                env={
+                    **os.environ,
+                    "PORT": str(port),
+                    "HOST": "127.0.0.1",
+                    "SESSION_KEY_FILE": str(tmp_path / "session-key"),
+                    **env,
+                },
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
                 preexec_fn=limit_files,

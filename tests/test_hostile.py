@@ -315,3 +315,49 @@ async def test_slowloris_connections_are_bounded_per_address_and_in_time(start_p
         writer.close()
     await pair.close()
     assert_clean(server)
+
+
+async def test_held_sessions_per_address_are_capped(start_process: StartProcess) -> None:
+    """Sessions held after a drop keep what is sent to them: an address that drops connection
+    after connection, each then filled up to its SESSION_BUFFER_BYTES by a peer of its own, may
+    hold no more of them than it may hold connections (the others end at once)."""
+    server = await start_process(
+        MAX_CONNECTIONS_PER_IP="8",
+        SESSION_BUFFER_BYTES="131072",
+        ADMIN_TOKEN="admin",
+        RATE_RELAY="1000/1000",
+        RATE_CONTROL="1000/1000",
+    )
+    pair = await HonestPair.join(server.url)
+    before = server.rss_mib()
+    big = "v=0\r\n" + "a=x:" + "x" * 60000 + "\r\n"
+    held_kept = 0
+    async with attacker_session() as http:
+        filler = SignalingClient(http_session=http)
+        await filler.connect(server.url)
+        for index in range(30):
+            victim = SignalingClient(http_session=http)
+            await victim.connect(server.url)
+            room = f"hold-{index}"
+            await victim.join(room)
+            await filler.join(room)
+            assert victim.sio.eio.ws is not None
+            await victim.sio.eio.ws.close()  # a drop, not a goodbye: held, if the address may
+            await victim.next("disconnect")
+            for _ in range(2):  # 120 KB for it: all it may keep
+                reply = await filler.request("offer", {"target": victim.peer_id, "sdp": big, "room": room})
+                held_kept += bool(reply.get("ok"))
+            await filler.leave(room)
+            await pair.exchange()
+        async with http.get(
+            f"{server.url}/api/admin/rooms", headers={"Authorization": "Bearer admin"}
+        ) as response:
+            rooms = (await response.json())["rooms"]
+        await filler.close()
+    held = [room["room"] for room in rooms if room["room"].startswith("hold-")]
+    assert 1 <= len(held) <= 8, held  # the address's share, not all 30
+    assert held_kept > 0
+    assert server.rss_mib() - before < 48
+    await pair.exchange()
+    await pair.close()
+    assert_clean(server)
