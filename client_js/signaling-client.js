@@ -37,7 +37,14 @@ export { SignalingClient, SignalingError };
 // options: localStream, requestTimeout, and auth ({token}) when the server requires JWTs.
 export function connect(url, { auth, ...options } = {}) {
   const socket = io(url, { transports: ["websocket"], reconnectionDelayMax: 2000, auth });
-  return new SignalingClient(socket, options);
+  const client = new SignalingClient(socket, options);
+  // A page that goes away says goodbye, which ends its session at once: otherwise the server
+  // would hold it for the grace, and the others would see a frozen tile until then. (A page
+  // kept in the back/forward cache is not gone.)
+  globalThis.addEventListener?.("pagehide", (event) => {
+    if (!event.persisted) client.close();
+  });
+  return client;
 }
 
 // Asks for camera and microphone, with a clear error code when the user or browser refuses.
