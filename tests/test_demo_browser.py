@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page
 
-from tests.browser_support import open_page, wait, wait_mesh_media
+from tests.browser_support import MESH_FRAMES, open_page, wait, wait_mesh_media
 from tests.conftest import RunningServer, StartServer
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -65,32 +65,58 @@ async def test_four_pages_mesh_and_leaving(browser: Browser, server: RunningServ
         await wait(page, "document.querySelectorAll('.tile.remote').length === 2")
 
 
-async def test_dropped_socket_reconnects_and_media_flows_again(
+async def test_dropped_socket_resumes_and_media_keeps_flowing(
     browser: Browser, server: RunningServer
 ) -> None:
     alice = await open_room(browser, server, "flaky", "Alice")
     bob = await open_room(browser, server, "flaky", "Bob")
     await wait_mesh_media(alice, 1)
     await wait_mesh_media(bob, 1)
-    old_id = await bob.evaluate("window.demo.client.peerId")
+    alice_id = await alice.evaluate("window.demo.client.peerId")
+    bob_id = await bob.evaluate("window.demo.client.peerId")
 
     # (A statement list: evaluate() would call a function the expression returned.)
-    await bob.evaluate(
-        "() => { window.reconnects = 0; window.demo.client.on('reconnected', () => window.reconnects++); }"
-    )
-    # The page goes offline, which drops its socket, and comes back.
+    for page in (alice, bob):
+        await page.evaluate(
+            "() => { window.seen = []; for (const name of ['reconnected', 'peer-left', 'peer-joined'])"
+            " window.demo.client.on(name, (e) => window.seen.push({name, ...e}));"
+            " window.pc = [...window.demo.client.links.values()][0].pc; }"
+        )
+    # The page goes offline, which drops its socket, and comes back. Its peer connection stays
+    # (offline emulation leaves WebRTC alone), and so does its session on the server.
     await bob.context.set_offline(True)
-    await wait(bob, "!window.demo.client.socket.connected")
-    await wait(bob, "document.getElementById('banner').textContent.includes('reconnecting')")
+    await wait(bob, "!window.demo.client.socket.connected && !window.demo.client.signalingLive")
+    await wait(bob, "!document.getElementById('signaling-notice').hidden")
+    # Media keeps flowing while signaling is down.
+    for page in (alice, bob):
+        frames = await page.evaluate(MESH_FRAMES)
+        assert len(frames) == 1, "the peer connection was closed"
+        await wait(page, f"({MESH_FRAMES})().then(([n]) => n > {frames[0]})")
     await bob.context.set_offline(False)
 
-    await wait(bob, "window.reconnects === 1")
-    new_id = await bob.evaluate("window.demo.client.peerId")
-    assert new_id != old_id
-    await wait(alice, "(id) => !document.querySelector(`.tile[data-peer='${id}']`)", old_id)
-    await wait(alice, "(id) => Boolean(document.querySelector(`.tile[data-peer='${id}']`))", new_id)
-    await wait_mesh_media(alice, 1)
-    await wait_mesh_media(bob, 1)
+    await wait(bob, "window.seen.some((e) => e.name === 'reconnected')")
+    assert await bob.evaluate("window.seen") == [{"name": "reconnected", "peerId": bob_id, "resumed": "kept"}]
+    assert await bob.evaluate("window.demo.client.peerId") == bob_id
+    await wait(bob, "document.getElementById('signaling-notice').hidden")
+    assert await alice.evaluate("window.seen") == []  # Bob never left, nor came back as someone new
+    # Each keeps the other's tile, and the same connection goes on decoding video.
+    for page, other in ((alice, bob_id), (bob, alice_id)):
+        assert await page.locator(".tile.remote").count() == 1
+        assert await page.get_attribute(".tile.remote", "data-peer") == other
+        assert await page.evaluate(
+            "[...window.demo.client.links.values()].map((l) => l.pc === window.pc)"
+        ) == [True]
+        [frames] = await page.evaluate(MESH_FRAMES)
+        await wait(page, f"({MESH_FRAMES})().then(([n]) => n > {frames})")
+    # And signaling works again: Bob's messages reach Alice through the server.
+    await alice.evaluate(
+        "() => { window.messages = []; window.demo.client.on('peer-message', (m) => messages.push(m)) }"
+    )
+    reply = await bob.evaluate(
+        "(target) => window.demo.client.socket.emitWithAck('peer-message', {target, data: 'back'})", alice_id
+    )
+    assert reply["ok"] is True, reply
+    await wait(alice, "window.messages.length === 1 && window.messages[0].data === 'back'")
 
 
 async def test_broadcast_one_publisher_three_viewers(browser: Browser, server: RunningServer) -> None:
