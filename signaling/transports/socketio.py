@@ -175,6 +175,7 @@ class SocketIOTransport:
         address = (request.remote if request is not None else None) or "unknown"
         token = auth.get("token") if isinstance(auth, dict) else None
         limiter = self._sio.limiter(sid) or self._guard.limiter()
+        self._peers[sid], self._sids[peer] = peer, sid  # known from here: a flooder is cut off by it
         try:
             self._events.take(peer, limiter, address, "control")  # connects count, refused or not
             if self._guard.auth_required and not token:
@@ -184,13 +185,13 @@ class SocketIOTransport:
                 )
             connection = self._connections[sid] = self._guard.open(address, "socketio", token, limiter)
         except SignalingError as error:
+            del self._peers[sid], self._sids[peer]
             log.warning(
                 "peer=%s from %s refused: %s", peer, address, error.message, extra={"code": error.code}
             )
             # socket.io clients get {message, data: {code, message}} in their connect_error event.
             raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
         log.info("peer=%s connected from %s", peer, address)
-        self._peers[sid], self._sids[peer] = peer, sid
         await self._hub.connect(peer, SocketIOSink(self._sio, sid))
         self._guard.watch_expiry(
             connection, partial(self._expired, sid), partial(self._narrowed, sid, connection)
