@@ -32,8 +32,15 @@ def test_bench_quick_run_produces_table_and_plot(tmp_path: Path) -> None:
     assert any(label.startswith("Ant Media path") for label in labels)
     compared = [row for row in results["rows"] if row["reference"] is not None]
     assert compared and all(row["ours"] > 0 and row["reference"] > 0 for row in compared)
+    # The reconnect storm: both modes got every client back after the restart (run.py raises
+    # otherwise), resumes by rebuilding the sessions from the clients' claims.
+    storm = results["reconnect"]
+    assert storm["rows"][0]["label"].startswith("reconnect storm, 50 clients")
+    assert {run["mode"] for run in storm["runs"]} == {"resume", "rejoin"}
+    assert all(run["restored"] == run["clients"] for run in storm["runs"] if run["mode"] == "resume")
     table = (tmp_path / "results.md").read_text()
     assert "| measure | this server | Node socket.io relay |" in table
+    assert "| measure | resume | full rejoin | resume is |" in table
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
 
 

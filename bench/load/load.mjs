@@ -3,6 +3,8 @@
 //   node load.mjs <scenario> --url http://127.0.0.1:5080 [--protocol socketio|antmedia]
 //        [--url2 http://...  (peers' partners on a second node)] [--pairs N] [--seconds S]
 //        [--rate R] [--clients K] [--calls M] [--procs P] [--gated 1]
+//   node load.mjs storm --url http://127.0.0.1:5080 --clients K --mode resume|rejoin
+//        [--room-size 4] [--reconnect-delay 100] [--reconnect-delay-max 200] [--timeout 120]
 //
 // --gated 1 (throughput): print {"ready": pairs} once all pairs have joined, start sending only
 // when a line arrives on stdin, and print the result before closing the connections, so that
@@ -12,7 +14,8 @@
 //
 // Scenarios: throughput (closed-loop ping-pong of offer/answer/candidates per pair), latency (a
 // fixed total rate), capacity (K idle joined clients, held until stdin closes), setup (time from
-// the second peer's join until both sides hold the offer and the answer).
+// the second peer's join until both sides hold the offer and the answer), storm (K idle joined
+// clients in rooms of --room-size that ride out a restart of the server: see `storm` below).
 import { fork } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { io } from "socket.io-client";
@@ -299,7 +302,161 @@ async function split(procs) {
   return { pairs: outputs.reduce((sum, o) => sum + o.pairs, 0), rate: Number(args.rate ?? 500), ...percentiles(samples), procs };
 }
 
-const scenarios = { throughput, latency, capacity, setup };
+// A reconnect storm. K clients connect with socket.io's own reconnection on, join rooms of
+// --room-size and learn their room's members (join acks, peer-joined), keeping their session's
+// peerId and secret (the `session` event); then print {"ready": K} and wait for the server to go
+// away and come back (whoever drives this restarts it). Each client, once its reconnection gets
+// through, comes back one of two ways:
+//   --mode resume: `resume {peerId, secret, restore: {rooms: [{room, metadata, peers}]}}`, back
+//                  when the ack is ok (a refusal is counted, and the client joins afresh instead);
+//   --mode rejoin: `join` again with a fresh peer id, as clients did before sessions existed.
+// Prints when all are back, or --timeout seconds after ready, with times as epoch milliseconds.
+// The reconnection delay is --reconnect-delay ms doubling per failed attempt up to
+// --reconnect-delay-max, each +-50% at random (socket.io's default, 1 s up to 5 s, would make
+// the figure mostly the clients' waiting).
+async function storm() {
+  const count = Number(args.clients ?? 1000);
+  const roomSize = Number(args["room-size"] ?? 4);
+  const mode = args.mode ?? "resume";
+  if (!["resume", "rejoin"].includes(mode)) throw new Error(`--mode resume|rejoin, not ${mode}`);
+  const options = {
+    transports: ["websocket"],
+    forceNew: true,
+    reconnection: true,
+    reconnectionDelay: Number(args["reconnect-delay"] ?? 100),
+    reconnectionDelayMax: Number(args["reconnect-delay-max"] ?? 200),
+    randomizationFactor: 0.5,
+  };
+  const deadline = performance.now() + Number(args.timeout ?? 120) * 1000;
+  const now = () => performance.timeOrigin + performance.now();
+  const stats = { back: 0, refused: {}, errors: 0, restored: 0, kept: 0, lost: 0, attempts: 0, connects: 0 };
+  const times = { firstDown: null, lastDown: null, firstConnect: null, lastBack: null };
+  const connected = []; // when each client's reconnection got through (epoch ms)
+  const back = []; // when each was back
+  let allBack;
+  const everyoneBack = new Promise((resolve) => (allBack = resolve));
+
+  const comeBack = async (c) => {
+    try {
+      if (mode === "resume") {
+        const restore = { rooms: [{ room: c.room, metadata: c.metadata, peers: [...c.peers] }] };
+        const reply = await c.socket.timeout(30000).emitWithAck("resume", { peerId: c.peerId, secret: c.secret, restore });
+        if (reply.ok) {
+          stats[reply.resumed] = (stats[reply.resumed] ?? 0) + 1;
+          stats.lost += reply.lost.rooms.length + reply.lost.streams.length;
+          for (const { peers } of reply.rooms) for (const p of peers) c.peers.add(p.peerId);
+          return true;
+        }
+        stats.refused[reply.error?.code] = (stats.refused[reply.error?.code] ?? 0) + 1;
+      }
+      // A full rejoin: today's clients, and a resuming client that was refused.
+      const reply = await c.socket.timeout(30000).emitWithAck("join", { room: c.room, metadata: c.metadata });
+      if (!reply.ok) throw new Error(JSON.stringify(reply));
+      c.peerId = reply.peerId;
+      c.secret = c.fresh.secret;
+      c.peers = new Set(reply.peers.map((p) => p.peerId));
+      return true;
+    } catch {
+      stats.errors += 1;
+      return false;
+    }
+  };
+
+  const open = (i) =>
+    new Promise((resolve, reject) => {
+      const room = `storm-${process.pid}-${Math.floor(i / roomSize)}`;
+      const c = { socket: io(args.url, options), room, metadata: { name: `client ${i}` }, peers: new Set(), state: "joining" };
+      c.socket.on("session", (s) => {
+        c.fresh = s;
+        if (c.state === "joining") resolve(c);
+      });
+      c.socket.once("connect_error", reject);
+      c.socket.on("peer-joined", (m) => c.peers.add(m.peerId));
+      c.socket.on("peer-left", (m) => c.peers.delete(m.peerId));
+      c.socket.io.on("reconnect_attempt", () => (stats.attempts += 1));
+      c.socket.on("disconnect", () => {
+        if (c.state !== "up") return;
+        c.state = "down";
+        times.firstDown ??= now();
+        times.lastDown = now();
+      });
+      c.socket.on("connect", async () => {
+        if (c.state !== "down") return;
+        c.state = "coming back";
+        stats.connects += 1;
+        times.firstConnect ??= now();
+        connected.push(now());
+        if (await comeBack(c)) {
+          c.state = "up";
+          times.lastBack = now();
+          back.push(now());
+          if (++stats.back === count) allBack();
+        } else if (c.socket.connected) {
+          c.state = "failed";
+        }
+      });
+    });
+
+  const clients = [];
+  for (let start = 0; start < count && performance.now() < deadline; start += 100) {
+    const batch = [];
+    for (let i = start; i < Math.min(count, start + 100); i += 1) {
+      batch.push(
+        (async () => {
+          const c = await open(i);
+          const reply = await c.socket.timeout(30000).emitWithAck("join", { room: c.room, metadata: c.metadata });
+          if (!reply.ok) throw new Error(JSON.stringify(reply));
+          c.peerId = reply.peerId;
+          c.secret = c.fresh.secret;
+          for (const p of reply.peers) c.peers.add(p.peerId);
+          return c;
+        })(),
+      );
+    }
+    clients.push(...(await Promise.all(batch)));
+  }
+  // Everyone knows all of its room before the storm (the last peer-joined events may be in flight).
+  const expected = (i) => Math.min(roomSize, count - Math.floor(i / roomSize) * roomSize) - 1;
+  while (clients.some((c, i) => c.peers.size < expected(i)) && performance.now() < deadline) await sleep(20);
+  if (clients.length < count || clients.some((c, i) => c.peers.size < expected(i))) {
+    throw new Error(`storm: only ${clients.length} of ${count} clients joined their rooms in time`);
+  }
+  for (const c of clients) {
+    if (c.peerId !== c.fresh.peerId) throw new Error("storm: join ack and session event disagree on the peer id");
+    c.state = "up";
+  }
+  process.stdout.write(`${JSON.stringify({ ready: clients.length, rooms: Math.ceil(count / roomSize) })}\n`);
+
+  // The server goes away; everyone comes back, or the deadline passes.
+  const stormTimeout = Number(args.timeout ?? 120) * 1000;
+  let timer;
+  const outcome = await Promise.race([
+    everyoneBack.then(() => "all back"),
+    new Promise((resolve) => (timer = setTimeout(() => resolve("timed out"), stormTimeout))),
+  ]);
+  clearTimeout(timer);
+  const spread = (list) => {
+    list.sort((x, y) => x - y);
+    const at = (q) => list[Math.min(list.length - 1, Math.floor(q * list.length))];
+    return { p10: at(0.1), p50: at(0.5), p90: at(0.9), max: list.at(-1) };
+  };
+  return {
+    clients: count,
+    roomSize,
+    mode,
+    outcome,
+    ...stats,
+    ...times,
+    connected: spread(connected),
+    back: spread(back),
+    reconnectDelay: options.reconnectionDelay,
+    reconnectDelayMax: options.reconnectionDelayMax,
+    randomizationFactor: options.randomizationFactor,
+    close: clients.map((c) => ({ a: c.socket })), // socket.io sockets have close() too
+  };
+}
+
+const scenarios = { throughput, latency, capacity, setup, storm };
 const procs = Number(args.procs ?? 1);
 const result = procs > 1 && ["throughput", "latency"].includes(scenario) ? await split(procs) : await scenarios[scenario]();
 const { close = [], ...report } = result;
@@ -307,7 +464,7 @@ const { close = [], ...report } = result;
 process.stdout.write(`${JSON.stringify({ scenario, protocol, ...report })}\n`, () => {
   for (const { a, b } of close) {
     a.close();
-    b.close();
+    b?.close();
   }
   setTimeout(() => process.exit(0), 200);
 });
