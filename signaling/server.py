@@ -173,16 +173,13 @@ def sweep_sessions_forever(hub: Hub) -> Callable[[web.Application], AsyncIterato
 
 def session_keys(settings: Settings) -> SessionKeys:
     path = Path(settings.session_key_file)
-    return SessionKeys(load_key(settings.session_secret, path if path.is_absolute() else ROOT / path))
+    key = load_key(settings.session_secret, path if path.is_absolute() else ROOT / path)
+    return SessionKeys(key, shared=bool(settings.session_secret))
 
 
-def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
-    sessions = MemorySessions(
-        grace=settings.session_grace,
-        buffer_bytes=settings.session_buffer_bytes,
-        rebuilds=not settings.redis_url,
-    )
+def _hub(app: web.Application, settings: Settings, store: Store | None, keys: SessionKeys) -> Hub:
     if not settings.redis_url:
+        sessions = MemorySessions(grace=settings.session_grace, buffer_bytes=settings.session_buffer_bytes)
         return Hub(
             store or MemoryStore(settings.peer_limits),
             LocalDelivery(sessions),
@@ -192,7 +189,12 @@ def _hub(app: web.Application, settings: Settings, store: Store | None) -> Hub:
     from signaling.cluster.nodes import Cluster
 
     cluster = Cluster(
-        settings.redis_url, limits=settings.peer_limits, lease_seconds=settings.node_lease, sessions=sessions
+        settings.redis_url,
+        limits=settings.peer_limits,
+        lease_seconds=settings.node_lease,
+        grace=settings.session_grace,
+        buffer_bytes=settings.session_buffer_bytes,
+        keys=keys,
     )
     hub = Hub(
         cluster.store,
@@ -221,7 +223,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app = web.Application(middlewares=[client_requests])
     app[TCP_CONNECTIONS] = TcpConnections(guard, settings.max_connections_per_ip)
     app[GUARD] = guard
-    hub = _hub(app, settings, store)
+    keys = session_keys(settings)
+    hub = _hub(app, settings, store, keys)
     hub.observer = metrics
     sio = SignalingServer(
         max_unread=settings.max_unread_bytes,
@@ -240,9 +243,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         json=fastjson,
     )
     ice = settings.ice
-    socketio_transport = SocketIOTransport(
-        hub, sio, limits=settings.limits, guard=guard, ice=ice, keys=session_keys(settings)
-    )
+    socketio_transport = SocketIOTransport(hub, sio, limits=settings.limits, guard=guard, ice=ice, keys=keys)
     antmedia = AntMediaTransport(
         hub,
         limits=settings.limits,

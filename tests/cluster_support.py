@@ -59,7 +59,7 @@ async def start_node(redis_url: str, *extra: str, **env: str) -> NodeProcess:
         "REDIS_URL": redis_url,
         "NODE_LEASE_SECONDS": str(LEASE_SECONDS),
         "ICE_SERVERS": "stun:127.0.0.1:3478",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("NODE_LOG_LEVEL", "WARNING"),
         "RATE_RELAY": "100000/100000",
         "RATE_CONTROL": "100000/100000",
         **env,

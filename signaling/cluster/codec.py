@@ -22,6 +22,9 @@ from signaling.core.store import Route
 FLAT: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(Outbound) if cls is not Relayed}
 
 
+MOVED = "Moved"
+
+
 def encode(peer_id: str, message: Outbound) -> bytes:
     if isinstance(message, Relayed):
         body: dict[str, Any] = {
@@ -36,9 +39,18 @@ def encode(peer_id: str, message: Outbound) -> bytes:
     return orjson.dumps({"to": peer_id, "type": type(message).__name__, "body": body})
 
 
-def decode(data: bytes) -> tuple[str, Outbound]:
+def encode_moved(peer_id: str) -> bytes:
+    """To the node a session was attached to: it was resumed elsewhere, let its connection go."""
+    return orjson.dumps({"to": peer_id, "type": MOVED, "body": {}})
+
+
+def decode(data: bytes) -> tuple[str, Outbound | None]:
+    """The recipient and its message; None for a session that moved (see `encode_moved`).
+    Raises ValueError (or KeyError, TypeError) for anything else."""
     envelope = orjson.loads(data)
     kind, body = envelope["type"], envelope["body"]
+    if kind == MOVED:
+        return envelope["to"], None
     if kind == "Relayed":
         message: Outbound = Relayed(
             body["sender"],

@@ -28,12 +28,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from signaling.cluster import codec
+from signaling.cluster.redis_sessions import RedisSessions
 from signaling.cluster.redis_store import RedisStore, as_text
+from signaling.core.errors import SignalingError
 from signaling.core.hub import Hub, LocalDelivery
-from signaling.core.messages import Outbound
-from signaling.core.peers import node_name, node_of
-from signaling.core.sessions import SessionStore
+from signaling.core.peers import node_name
 from signaling.core.store import PeerLimits
+from signaling.security.session_keys import SessionKeys
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,10 @@ def new_node_id() -> str:
 
 
 class ClusterDelivery(LocalDelivery):
-    """Local peers directly; peers on other nodes through their node's Redis channel."""
+    """Peers connected here directly; any other through its session (`RedisSessions.keep`): one
+    PUBLISH on the channel of the node that holds it, or kept for its resume."""
 
-    def __init__(self, client: redis.Redis, node_id: str, prefix: str, sessions: SessionStore) -> None:
+    def __init__(self, client: redis.Redis, node_id: str, prefix: str, sessions: RedisSessions) -> None:
         super().__init__(sessions)
         self.client = client
         self.node_id = node_id
@@ -54,21 +56,6 @@ class ClusterDelivery(LocalDelivery):
 
     def inbox(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}:inbox"
-
-    async def deliver(self, peer_id: str, message: Outbound) -> bool:
-        node = node_of(peer_id)
-        if node == self.node_id:
-            return await super().deliver(peer_id, message)
-        try:
-            receivers = await self.client.publish(self.inbox(node), codec.encode(peer_id, message))
-        except (RedisError, OSError) as exc:
-            log.warning(
-                "peer=%s delivery of %s to node %s lost: %s", peer_id, type(message).__name__, node, exc
-            )
-            return False
-        if not receivers:
-            log.info("peer=%s: node %s is not listening; %s dropped", peer_id, node, type(message).__name__)
-        return bool(receivers)
 
     async def listen(self, ready: asyncio.Event) -> None:
         """Deliver what other nodes publish for this node's peers, resubscribing after outages."""
@@ -79,23 +66,48 @@ class ClusterDelivery(LocalDelivery):
                     ready.set()
                     async for item in pubsub.listen():
                         if item["type"] == "message":
-                            peer_id, message = codec.decode(item["data"])
-                            await super().deliver(peer_id, message)
+                            await self._received(item["data"])
             except (RedisError, OSError) as exc:
                 ready.clear()
                 log.warning("node inbox unavailable (%s); retrying", exc)
                 await asyncio.sleep(0.5)
+
+    async def _received(self, data: bytes) -> None:
+        try:
+            peer_id, message = codec.decode(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("node inbox: skipped a message that does not decode: %s", exc)
+            return
+        try:
+            if message is not None:
+                await self.deliver(peer_id, message)  # kept for it if it is not here any more
+                return
+            sink = self._sinks.pop(peer_id, None)  # resumed on another node: let go of it here
+            if sink is not None:
+                await sink.evict("the session was resumed on another node")
+        except SignalingError as error:
+            log.warning("peer=%s: a message from another node was lost: %s", peer_id, error.message)
 
 
 class Node:
     """This process's membership in the cluster: lease, reaping of dead nodes, readiness."""
 
     def __init__(
-        self, client: redis.Redis, hub: Hub, delivery: ClusterDelivery, *, lease_seconds: float, prefix: str
+        self,
+        client: redis.Redis,
+        hub: Hub,
+        delivery: ClusterDelivery,
+        sessions: RedisSessions,
+        keys: SessionKeys,
+        *,
+        lease_seconds: float,
+        prefix: str,
     ) -> None:
         self.client = client
         self.hub = hub
         self.delivery = delivery
+        self.sessions = sessions
+        self.keys = keys
         self.node_id = delivery.node_id
         self.lease_ms = int(lease_seconds * 1000)
         self.interval = lease_seconds / 3
@@ -129,15 +141,14 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # A clean exit frees its peers at once instead of leaving them to the reaper: the ones it
-        # holds, and the ones Redis still lists for it (a drain disconnects everyone at once, and
-        # a removal may not have gone through). If any could not be freed, the node stays
-        # listed and its lapsing lease hands them to the reaper.
-        freed = [await self.hub.disconnect(peer_id) for peer_id in self.delivery.local_peers()]
-        with contextlib.suppress(RedisError, OSError):
-            listed = await self.client.smembers(self._key("node", self.node_id, "peers"))
-            freed += [await self.hub.disconnect(as_text(raw)) for raw in listed]
-            if all(freed) and not await self.client.scard(self._key("node", self.node_id, "peers")):
+        # A clean exit frees what cannot be resumed at once instead of leaving it to the reaper,
+        # and leaves the held sessions to any node's sweep. If anything could not be freed, the
+        # node stays listed and its lapsing lease hands it to the reaper.
+        with contextlib.suppress(RedisError, OSError, SignalingError):
+            for peer_id in self.delivery.local_peers():
+                await self.hub.dropped(peer_id)  # resumable: held; the others end
+            freed = [await self.hub.disconnect(peer_id) for peer_id in await self.sessions.attached_here()]
+            if all(freed) and not await self.sessions.depart():
                 await self.client.srem(self._key("nodes"), self.node_id)
                 await self.client.delete(self._key("node", self.node_id, "alive"))
 
@@ -146,6 +157,8 @@ class Node:
         first = True
         while True:
             try:
+                await self.sessions.start()
+                await self._share_key()
                 renewed = await self.client.set(alive, "1", xx=True, px=self.lease_ms)
                 if not renewed:
                     await self.client.set(alive, "1", px=self.lease_ms)
@@ -159,18 +172,29 @@ class Node:
                 first = False
                 self.redis_ok = True
                 await self.reconcile()
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, SignalingError) as exc:
                 if self.redis_ok:
                     log.warning("node %s cannot reach Redis: %s", self.node_id, exc)
                 self.redis_ok = False
             await asyncio.sleep(self.interval)
 
+    async def _share_key(self) -> None:
+        """Without SESSION_SECRET, every node signs sessions with the key Redis holds: the first
+        node's, offered again by the nodes after Redis lost it."""
+        if self.keys.shared:
+            return
+        name = self._key("session-key")
+        await self.client.set(name, self.keys.offer(), nx=True)
+        agreed = await self.client.get(name)
+        if agreed is not None:
+            self.keys.use(as_text(agreed))
+
     async def reconcile(self) -> None:
         """Remove from the shared state this node's peers that are no longer connected to it:
-        removals that failed while Redis was unreachable are retried here."""
+        removals that failed while Redis was unreachable are retried here. (Held sessions wait
+        for their owners; the sweep ends them.)"""
         local = set(self.delivery.local_peers())
-        for raw in await self.client.smembers(self._key("node", self.node_id, "peers")):
-            peer_id = as_text(raw)
+        for peer_id in await self.sessions.attached_here():
             if peer_id not in local:
                 await self.hub.disconnect(peer_id)
 
@@ -179,7 +203,7 @@ class Node:
             await asyncio.sleep(self.interval)
             try:
                 await self.reap()
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, SignalingError) as exc:
                 log.debug("reaper skipped a round: %s", exc)
 
     async def reap(self) -> None:
@@ -191,13 +215,15 @@ class Node:
                 continue
             if not await self.client.set(self._key("reap", node), self.node_id, nx=True, px=self.lease_ms):
                 continue
-            peers = [as_text(p) for p in await self.client.smembers(self._key("node", node, "peers"))]
-            log.warning("node %s is gone: freeing its %d peers", node, len(peers))
-            for peer_id in peers:
+            # Resumable sessions are held for their owners, who reconnect to another node; the
+            # others (Ant Media's) are freed now and announced as lost with their node.
+            orphans = await self.sessions.orphans(node)
+            log.warning("node %s is gone: its sessions are held, %d peers freed", node, len(orphans))
+            for peer_id in orphans:
                 # A node that comes back meanwhile keeps what it has (it rebuilds it anyway).
                 if await self.client.exists(alive):
                     break
-                await self.hub.disconnect(peer_id, reason="node_lost")
+                await self.hub.disconnect(peer_id, reason="node_lost", ending="node_lost")
             else:
                 await self._forget(keys=[alive, self._key("nodes")], args=[node])
 
@@ -207,7 +233,16 @@ class Cluster:
 
     PREFIX = "sig:"
 
-    def __init__(self, url: str, *, limits: PeerLimits, lease_seconds: float, sessions: SessionStore) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        limits: PeerLimits,
+        lease_seconds: float,
+        grace: float,
+        buffer_bytes: int,
+        keys: SessionKeys,
+    ) -> None:
         # Pooled connections die with a Redis restart; retrying on a fresh one hides that from
         # clients once Redis is back.
         # A blocking pool: under a burst (a drain, a reconnect storm) a call waits for a free
@@ -223,14 +258,24 @@ class Cluster:
         )
         self.client = redis.Redis(connection_pool=pool)
         self.node_id = new_node_id()
-        self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX, sessions)
+        self.sessions = RedisSessions(
+            self.client, node_id=self.node_id, grace=grace, buffer_bytes=buffer_bytes, prefix=self.PREFIX
+        )
+        self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX, self.sessions)
         self.store = RedisStore(self.client, limits=limits, prefix=self.PREFIX)
+        self.keys = keys
         self.lease_seconds = lease_seconds
         self.node: Node | None = None
 
     def bind(self, hub: Hub) -> None:
         self.node = Node(
-            self.client, hub, self.delivery, lease_seconds=self.lease_seconds, prefix=self.PREFIX
+            self.client,
+            hub,
+            self.delivery,
+            self.sessions,
+            self.keys,
+            lease_seconds=self.lease_seconds,
+            prefix=self.PREFIX,
         )
 
     @property

@@ -58,6 +58,13 @@ local function drop_stream(id)
   for _, v in ipairs(o.viewers) do redis.call('ZREM', k('peer', v, 'play'), id) end
   return o
 end
+-- The node whose list a peer is on: where its session is (signaling.cluster.redis_sessions),
+-- else the one it was born on.
+local function home(peer, born)
+  local node = redis.call('HGET', k('session', peer), 'node')
+  if node and node ~= '' then return node end
+  return born
+end
 local function held_streams(peer)
   return redis.call('ZCARD', k('peer', peer, 'pub')) + redis.call('ZCARD', k('peer', peer, 'play'))
 end
@@ -81,7 +88,7 @@ local s = seq()
 redis.call('HSET', k('room', room), peer, cjson.encode({m = meta, c = cap, d = mode, s = s}))
 redis.call('SADD', k('rooms'), room)
 redis.call('ZADD', k('peer', peer, 'rooms'), s, room)
-redis.call('SADD', k('node', node, 'peers'), peer)
+redis.call('SADD', k('node', home(peer, node), 'peers'), peer)
 local out = {}
 for _, m in ipairs(existing) do table.insert(out, {m[1], m[3]}) end
 return reply({ok = out})
@@ -112,7 +119,7 @@ local s = seq()
 redis.call('HSET', k('stream', id), 'publisher', peer, 'room', room, 'maxv', maxv)
 redis.call('ZADD', k('peer', peer, 'pub'), s, id)
 if room ~= '' then redis.call('ZADD', k('roomstreams', room), s, id) end
-redis.call('SADD', k('node', node, 'peers'), peer)
+redis.call('SADD', k('node', home(peer, node), 'peers'), peer)
 return reply({ok = stream_obj(id)})
 """
 )
@@ -143,7 +150,7 @@ if o.maxv > 0 and #o.viewers >= o.maxv then return reply({error = 'viewer_limit_
 local s = seq()
 redis.call('ZADD', k('stream', id, 'viewers'), s, viewer)
 redis.call('ZADD', k('peer', viewer, 'play'), s, id)
-redis.call('SADD', k('node', node, 'peers'), viewer)
+redis.call('SADD', k('node', home(viewer, node), 'peers'), viewer)
 return reply({ok = stream_obj(id)})
 """
 )
@@ -179,7 +186,8 @@ redis.call('DEL', k('peer', peer, 'play'))
 for _, room in ipairs(zlist(k('peer', peer, 'rooms'))) do
   table.insert(rooms, {room, leave_room(room, peer)})
 end
-redis.call('SREM', k('node', node, 'peers'), peer)
+redis.call('SREM', k('node', home(peer, node), 'peers'), peer)
+if node ~= home(peer, node) then redis.call('SREM', k('node', node, 'peers'), peer) end
 return reply({ok = {published = published, played = played, rooms = rooms}})
 """
 )

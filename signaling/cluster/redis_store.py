@@ -78,7 +78,7 @@ class RedisStore:
         }
 
     async def _run(self, name: str, *args: Any, **context: Any) -> Any:
-        raw = await _available(lambda: self._scripts[name](args=[self.prefix, *args]))
+        raw = await available(lambda: self._scripts[name](args=[self.prefix, *args]))
         answer = orjson.loads(raw)
         if "error" in answer:
             code = answer["error"]
@@ -110,7 +110,7 @@ class RedisStore:
         return [Member(pid, orjson.loads(meta)) for pid, meta in _list(await self._run("MEMBERS", room))]
 
     async def rooms_of(self, peer_id: str) -> list[str]:
-        rooms = await _available(lambda: self.client.zrange(f"{self.prefix}peer:{peer_id}:rooms", 0, -1))
+        rooms = await available(lambda: self.client.zrange(f"{self.prefix}peer:{peer_id}:rooms", 0, -1))
         return [as_text(room) for room in rooms]
 
     # Streams
@@ -158,7 +158,7 @@ class RedisStore:
                 published, playing = await pipe.execute()
             return published, playing
 
-        published, playing = await _available(read)
+        published, playing = await available(read)
         return [as_text(s) for s in published], [as_text(s) for s in playing]
 
     # Routing and removal
@@ -187,7 +187,7 @@ class RedisStore:
         )
 
     async def room_names(self) -> list[str]:
-        rooms = await _available(lambda: self.client.smembers(f"{self.prefix}rooms"))
+        rooms = await available(lambda: self.client.smembers(f"{self.prefix}rooms"))
         return sorted(as_text(room) for room in rooms)
 
     async def stats(self) -> tuple[int, int]:
@@ -195,7 +195,7 @@ class RedisStore:
         return int(rooms), int(peers)
 
 
-async def _available(call: Callable[[], Awaitable[T]]) -> T:
+async def available(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

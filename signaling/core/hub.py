@@ -87,6 +87,10 @@ _REFUSALS: dict[str, tuple[ErrorCode, str]] = {
         "no such session: it expired, or the server restarted longer than the grace ago; join afresh",
     ),
     "expired": (ErrorCode.SESSION_EXPIRED, "the session was not resumed in time and has ended; join afresh"),
+    "node_lost": (
+        ErrorCode.SESSION_EXPIRED,
+        "the session was not resumed in time and has ended; join afresh",
+    ),
     "overflow": (
         ErrorCode.SESSION_OVERFLOW,
         "more was sent to this session while it was away than the server keeps; it has ended, join afresh",
@@ -191,9 +195,9 @@ class Hub:
         published, played = await self.store.peer_streams(peer_id)
         return rooms, [stream_name(k) for k in published], [stream_name(k) for k in played]
 
-    async def connect(self, peer_id: str, sink: Sink) -> None:
+    async def connect(self, peer_id: str, sink: Sink, *, resumable: bool = True) -> None:
         self.delivery.attach(peer_id, sink)
-        await self.sessions.open(peer_id)
+        await self.sessions.open(peer_id, resumable)
 
     async def dropped(self, peer_id: str) -> bool:
         """The peer's connection is gone without a goodbye: hold its session for the grace
@@ -417,10 +421,11 @@ class Hub:
         `reason` and is disconnected by the node that holds it.
         """
         removal = await self.store.remove_peer(peer_id)
-        await self.sessions.end(peer_id, "revoked" if gone == "expired" else "kicked")
         await self._announce_removal(peer_id, removal, gone)
-        # Handed over when a node holds the peer, even one that held no room or stream.
+        # Handed over when a node holds the peer, even one that held no room or stream; the
+        # session ends after that (its end would leave nothing to deliver it through).
         reached = await self.delivery.deliver(peer_id, Kicked(reason))
+        await self.sessions.end(peer_id, "revoked" if gone == "expired" else "kicked")
         if reached or removal.rooms or removal.published or removal.played:
             log.warning("peer=%s kicked: %s", peer_id, reason)
             return True
@@ -467,7 +472,7 @@ class Hub:
         the peer left, as if it had just disconnected."""
         for peer_id, why in await self.sessions.due():
             log.info("peer=%s session ended: %s", peer_id, why)
-            await self.disconnect(peer_id, ending=why)
+            await self.disconnect(peer_id, "node_lost" if why == "node_lost" else "disconnected", ending=why)
 
     async def resume(self, peer_id: str, sink: Sink, claims: Claims) -> Resumed:
         """Give a session back to a new connection (`sink`), whose owner the caller has checked.

@@ -32,9 +32,10 @@ from signaling.core.messages import (
 
 # Why a session ended, as a later resume is told: "closed" (by its owner), "kicked" (an
 # operator), "revoked" (its token expired or no longer covers it), "expired" (not resumed within
-# the grace), "overflow" (more was sent to it while held than it may keep).
-Ending = Literal["closed", "kicked", "revoked", "expired", "overflow"]
-Found = Literal["kept", "unknown", "closed", "kicked", "revoked", "expired", "overflow"]
+# the grace), "node_lost" (not resumed within the grace after its node died), "overflow" (more was
+# sent to it while held than it may keep).
+Ending = Literal["closed", "kicked", "revoked", "expired", "node_lost", "overflow"]
+Found = Literal["kept", "unknown", "closed", "kicked", "revoked", "expired", "node_lost", "overflow"]
 
 
 class Resumption(NamedTuple):
@@ -51,8 +52,8 @@ class Resumption(NamedTuple):
 class SessionStore(Protocol):
     grace: float
 
-    async def open(self, peer_id: str) -> None:
-        """A fresh session, attached to a connection."""
+    async def open(self, peer_id: str, resumable: bool = True) -> None:
+        """A fresh session, attached to a connection (one that cannot resume is never held)."""
 
     async def hold(self, peer_id: str) -> bool:
         """Its connection dropped: hold it for the grace. False when it cannot be held (grace 0,
@@ -110,21 +111,17 @@ class MemorySessions:
         *,
         grace: float,
         buffer_bytes: int,
-        rebuilds: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.grace = grace
         self.buffer_bytes = buffer_bytes
-        # False where this memory is not all there is (a cluster node: the shared state in Redis
-        # outlives the process), so that claims never rebuild what another node still holds.
-        self.rebuilds = rebuilds
         self._clock = clock
         self._started = clock()
         self._attached: set[str] = set()
         self._held: dict[str, _Held] = {}
         self._ended: dict[str, tuple[Ending, float]] = {}  # peer -> why, and until when it is told
 
-    async def open(self, peer_id: str) -> None:
+    async def open(self, peer_id: str, resumable: bool = True) -> None:
         self._attached.add(peer_id)
 
     async def hold(self, peer_id: str) -> bool:
@@ -202,7 +199,7 @@ class MemorySessions:
         return len(self._held)
 
     def _restorable(self) -> bool:
-        return self.rebuilds and self._clock() < self._started + self.grace
+        return self._clock() < self._started + self.grace
 
 
 # What a client says it held, to rebuild its session after the server lost it (a restart).

@@ -23,8 +23,19 @@ KEY_BYTES = 32
 
 
 class SessionKeys:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, shared: bool = False) -> None:
         self._key = key
+        # True when every node has the same key already (from SESSION_SECRET); else a cluster
+        # agrees on one through Redis (see `offer` and `use`).
+        self.shared = shared
+
+    def offer(self) -> str:
+        """This node's key, for a cluster that has none yet."""
+        return self._key.hex()
+
+    def use(self, key: str) -> None:
+        """Sign and verify with the cluster's key from now on."""
+        self._key = bytes.fromhex(key)
 
     def secret(self, peer_id: str) -> str:
         digest = hmac.new(self._key, b"session:" + peer_id.encode(), hashlib.sha256).digest()

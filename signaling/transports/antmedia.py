@@ -412,7 +412,7 @@ class AntMediaTransport:
         )
         peer.session = session
         self._peers[peer.peer_id] = peer
-        await self._hub.connect(peer.peer_id, peer)
+        await self._hub.connect(peer.peer_id, peer, resumable=False)  # the SDKs cannot resume
         self._guard.watch_expiry(
             session, partial(self._hub.expire, peer.peer_id), partial(self._withdraw, peer, session)
         )

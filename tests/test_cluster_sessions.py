@@ -1,0 +1,105 @@
+"""Sessions across nodes (issue 13, item 4): a session resumes on any node, after a drop, after its
+node was killed with kill -9, and after Redis restarted empty. Real node processes, a real
+redis-server, real socket.io clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as redis
+
+from signaling.client import SignalingClient
+from signaling.cluster.redis_store import as_text
+from tests.cluster_support import StartNodes
+from tests.helpers import SDP_ANSWER, SDP_OFFER, ConnectPeer
+from tests.redis_support import RedisServer
+
+
+async def drop(client: SignalingClient) -> None:
+    """Lose the connection without a goodbye: the WebSocket closes, no socket.io DISCONNECT."""
+    assert client.sio.eio.ws is not None
+    await client.sio.eio.ws.close()
+    await client.next("disconnect")
+
+
+async def test_a_session_resumes_on_another_node_with_what_was_sent_meanwhile(
+    start_nodes: StartNodes, connect: ConnectPeer, tmp_path: Path
+) -> None:
+    # Each node with a key file of its own: they agree on one key through Redis.
+    (a,) = await start_nodes(1, SESSION_KEY_FILE=str(tmp_path / "a.key"))
+    (b,) = await start_nodes(1, SESSION_KEY_FILE=str(tmp_path / "b.key"))
+    alice = await connect(a.url)
+    await alice.join("roaming")
+    bob = await connect(b.url)
+    await bob.join("roaming")
+    await alice.next("peer-joined")
+    bob_id = bob.peer_id or ""
+    await drop(bob)
+    await alice.offer(bob_id, SDP_OFFER)  # bob is held on b: kept for him
+
+    back = await connect(a.url)  # the load balancer sends him to the other node
+    reply = await back.resume(bob.session, bob.claims())
+    assert reply["resumed"] == "kept" and reply["peerId"] == bob_id
+    assert reply["rooms"] == [{"room": "roaming", "peers": [{"peerId": alice.peer_id, "metadata": {}}]}]
+    assert (await back.next("offer"))["from"] == alice.peer_id
+    await back.answer(alice.peer_id or "", SDP_ANSWER)
+    assert (await alice.next("answer"))["from"] == bob_id
+    await alice.offer(bob_id, SDP_OFFER)
+    assert (await back.next("offer"))["from"] == alice.peer_id
+    assert "peer-left" not in alice.pending()
+
+
+async def test_a_session_outlives_its_node_killed_with_kill_9(
+    start_nodes: StartNodes, connect: ConnectPeer
+) -> None:
+    survivor, doomed = await start_nodes(2)
+    alice = await connect(survivor.url)
+    await alice.join("doomed")
+    bob = await connect(doomed.url)
+    await bob.join("doomed")
+    await alice.next("peer-joined")
+    bob_id = bob.peer_id or ""
+    doomed.kill()
+    await bob.next("disconnect")
+    # Before anyone knows the node is dead: not acked and lost, but kept for bob's resume.
+    await alice.offer(bob_id, SDP_OFFER)
+    back = await connect(survivor.url)
+    reply = await back.resume(bob.session, bob.claims())
+    assert reply["resumed"] == "kept" and reply["peerId"] == bob_id
+    assert (await back.next("offer"))["from"] == alice.peer_id
+    await back.answer(alice.peer_id or "", SDP_ANSWER)
+    assert (await alice.next("answer"))["from"] == bob_id
+    await alice.offer(bob_id, SDP_OFFER)  # bob is on his new node now
+    assert (await back.next("offer"))["from"] == alice.peer_id
+    assert "peer-left" not in alice.pending()
+
+
+async def test_sessions_are_rebuilt_after_redis_restarted_empty(
+    start_nodes: StartNodes, redis_server: RedisServer
+) -> None:
+    a, b = await start_nodes(2)
+    alice, bob = SignalingClient(reconnect=True), SignalingClient(reconnect=True)
+    try:
+        await alice.connect(a.url)
+        await bob.connect(b.url)
+        await alice.join("amnesia")
+        await bob.join("amnesia")
+        await alice.next("peer-joined")
+        ids = (alice.peer_id, bob.peer_id)
+
+        redis_server.stop()
+        redis_server.start()  # back, and empty: the nodes send their clients away to resume
+
+        for client in (alice, bob):
+            resumed = await client.next("resumed", timeout=30)
+            assert resumed["resumed"] == "restored"
+        assert (alice.peer_id, bob.peer_id) == ids
+        await alice.offer(bob.peer_id or "", SDP_OFFER)
+        assert (await bob.next("offer"))["from"] == alice.peer_id
+        assert "peer-left" not in alice.pending() and "peer-left" not in bob.pending()
+        check = redis.Redis.from_url(redis_server.url)
+        assert {as_text(m) for m in await check.hkeys("sig:room:amnesia")} == set(ids)
+        await check.aclose()
+    finally:
+        await alice.close()
+        await bob.close()
