@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -323,3 +324,34 @@ async def test_claims_cannot_seat_a_live_peer_elsewhere(
     claims = {"rooms": [{"room": "mine", "peers": [carol.peer_id]}]}
     await alice2.resume(alice.session, claims)
     assert await second.store.rooms_of(carol.peer_id or "") == ["carols"]
+
+
+async def test_with_no_setting_the_key_file_carries_sessions_across_a_restart(
+    start_server: StartServer, connect: ConnectPeer, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "session-key"
+    first = await start_server(session_secret=None, session_key_file=str(key_file))
+    alice = await connect(first.url)
+    await alice.join("kept-key")
+    assert key_file.stat().st_mode & 0o777 == 0o600  # made on first start, readable by its user only
+    second = await restarted(start_server, first, session_secret=None, session_key_file=str(key_file))
+    back = await connect(second.url)
+    reply = await back.resume(alice.session, alice.claims())
+    assert reply["resumed"] == "restored" and reply["peerId"] == alice.peer_id
+
+
+async def test_a_lost_key_file_means_joining_afresh(
+    start_server: StartServer, connect: ConnectPeer, tmp_path: Path
+) -> None:
+    # A platform whose file system does not survive a restart (Heroku without SESSION_SECRET).
+    key_file = tmp_path / "session-key"
+    first = await start_server(session_secret=None, session_key_file=str(key_file))
+    alice = await connect(first.url)
+    await alice.join("lost-key")
+    await first.stop()
+    key_file.unlink()
+    second = await start_server(session_secret=None, session_key_file=str(key_file))
+    back = await connect(second.url)
+    with pytest.raises(RequestFailed) as refused:
+        await back.resume(alice.session, alice.claims())
+    assert refused.value.code == "invalid_session"
