@@ -4,6 +4,8 @@ redis-server, real socket.io clients."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 
 import redis.asyncio as redis
@@ -103,3 +105,24 @@ async def test_sessions_are_rebuilt_after_redis_restarted_empty(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_drained_nodes_sessions_resume_elsewhere(
+    start_nodes: StartNodes, connect: ConnectPeer
+) -> None:
+    staying, leaving = await start_nodes(2)
+    alice = await connect(staying.url)
+    await alice.join("rolling")
+    bob = await connect(leaving.url)
+    await bob.join("rolling")
+    await alice.next("peer-joined")
+    bob_id = bob.peer_id or ""
+    leaving.process.send_signal(signal.SIGTERM)  # a rolling deploy
+    await bob.next("disconnect")
+    assert await asyncio.wait_for(leaving.process.wait(), 30) == 0
+    await alice.offer(bob_id, SDP_OFFER)
+    back = await connect(staying.url)
+    reply = await back.resume(bob.session, bob.claims())
+    assert reply["resumed"] == "kept" and reply["peerId"] == bob_id
+    assert (await back.next("offer"))["from"] == alice.peer_id
+    assert "peer-left" not in alice.pending()
