@@ -12,7 +12,6 @@ allowed from before the outage until after both pages have resumed.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import signal
 import sys
@@ -24,7 +23,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.browser_support import open_page, wait, wait_mesh_media
+from tests.browser_support import wait
+from tests.call_support import check_video, events, now_ms, open_room, peer_id, record_call
 from tests.helpers import free_port
 from tests.hostile_support import wait_healthy
 
@@ -32,9 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.process
 
 DRAIN_TIMEOUT = 5.0
-# The longest a page's remote video may go without a newly decoded frame.
-MAX_STALL_MS = 1000
-SAMPLE_MS = 150
 
 
 class RestartableApp:
@@ -109,91 +106,19 @@ async def app(tmp_path: Path) -> AsyncIterator[RestartableApp]:
         await server.close()
 
 
-# Installed in a page once its call is up: what the client reports, what the notice shows, and
-# framesDecoded of every mesh connection (with which RTCPeerConnection object it came from).
-RECORD = """() => {
-  const client = window.demo.client;
-  const record = (window.record = { events: [], notice: [], samples: [] });
-  for (const name of ["disconnected", "reconnected", "peer-left", "peer-joined", "peer-message"]) {
-    client.on(name, (payload) => record.events.push({ name, at: Date.now(), payload: payload ?? null }));
-  }
-  const notice = document.getElementById("signaling-notice");
-  new MutationObserver(() => record.notice.push([Date.now(), notice.hidden])).observe(notice, {
-    attributes: true,
-    attributeFilter: ["hidden"],
-  });
-  const ids = new WeakMap();
-  let next = 0;
-  let busy = false;
-  setInterval(async () => {
-    if (busy) return;
-    busy = true;
-    try {
-      const at = Date.now();
-      const pcs = [];
-      let frames = 0;
-      for (const [key, link] of client.links) {
-        if (!key.startsWith("peer:")) continue;
-        if (!ids.has(link.pc)) ids.set(link.pc, next++);
-        pcs.push(ids.get(link.pc));
-        (await link.pc.getStats()).forEach((r) => {
-          if (r.type === "inbound-rtp" && r.kind === "video") frames += r.framesDecoded || 0;
-        });
-      }
-      record.samples.push([at, frames, pcs.join(",")]);
-    } finally {
-      busy = false;
-    }
-  }, SAMPLE_MS);
-}""".replace("SAMPLE_MS", str(SAMPLE_MS))
-
-
-async def open_room(browser: Browser, app: RestartableApp, room: str, name: str) -> Page:
-    page = await open_page(browser, f"{app.url}/?room={room}&name={name}")
-    await wait(page, "window.demo && window.demo.client.peerId && window.demo.client.rooms.size === 1")
-    return page
-
-
-async def now_ms(page: Page) -> int:
-    return int(await page.evaluate("Date.now()"))
-
-
-async def events(page: Page, name: str) -> list[dict[str, Any]]:
-    return list(await page.evaluate("(name) => window.record.events.filter((e) => e.name === name)", name))
-
-
-def longest_stall(samples: list[list[Any]], start: int, end: int) -> tuple[int, list[int]]:
-    """The longest time without a new decoded frame over [start, end] (ms), and the times at
-    which frames went up there. Frames must go up at or before `start` and at or after `end`."""
-    progress = [now[0] for before, now in itertools.pairwise(samples) if now[1] > before[1]]
-    before = [t for t in progress if t <= start]
-    after = [t for t in progress if t >= end]
-    assert before, f"no decoded frame before {start}: {samples[:5]}"
-    assert after, f"no decoded frame after {end}: {samples[-5:]}"
-    inside = [before[-1], *[t for t in progress if start < t < end], after[0]]
-    return max(b - a for a, b in itertools.pairwise(inside)), inside
-
-
 async def call_of_two(browser: Browser, app: RestartableApp, room: str) -> tuple[Page, Page, str, str]:
-    alice = await open_room(browser, app, room, "Alice")
-    bob = await open_room(browser, app, room, "Bob")
-    for page in (alice, bob):
-        await wait_mesh_media(page, 1)
-        await page.evaluate(RECORD)
-    alice_id = str(await alice.evaluate("window.demo.client.peerId"))
-    bob_id = str(await bob.evaluate("window.demo.client.peerId"))
-    # The sampler sees frames going up before anything happens.
-    for page in (alice, bob):
-        await wait(page, "new Set(window.record.samples.map(([, frames]) => frames)).size > 2")
-    return alice, bob, alice_id, bob_id
+    alice = await open_room(browser, app.url, room, "Alice")
+    bob = await open_room(browser, app.url, room, "Bob")
+    await record_call(alice, bob)
+    return alice, bob, await peer_id(alice), await peer_id(bob)
 
 
 async def outage(app: RestartableApp, alice: Page, bob: Page, stop: str) -> dict[str, Any]:
     """Stops the server (`kill` or `drain`) and starts it again on its port; Bob resumes, sends
     Alice a peer-message while she is still away (her network is off), then Alice resumes.
     Returns the timings (page clock, ms)."""
-    alice_id = str(await alice.evaluate("window.demo.client.peerId"))
-    bob_id = str(await bob.evaluate("window.demo.client.peerId"))
+    alice_id = await peer_id(alice)
+    bob_id = await peer_id(bob)
     key = app.session_key()  # made by the first run
     timings: dict[str, Any] = {"start": await now_ms(alice)}
     stopped = time.monotonic()
@@ -260,23 +185,13 @@ async def check_call_survived(
         assert await page.evaluate("window.demo.client.peerId") == own
         assert await page.evaluate("window.demo.client.signalingLive") is True
         assert await page.is_hidden("#signaling-notice")
-        # The other's tile is the one it had, still showing video.
-        await wait(
-            page, "(id) => document.querySelector(`.tile[data-peer='${id}'] video`).videoWidth > 0", other
-        )
         notice = await page.evaluate("window.record.notice")
         disconnected = (await events(page, "disconnected"))[0]["at"]
         shown = [at for at, hidden in notice if not hidden]
         hidden = [at for at, hidden in notice if hidden]
         assert shown and disconnected <= shown[0], notice
         assert hidden and hidden[-1] >= shown[0], notice
-
-        await wait(page, "(end) => window.record.samples.some((s) => s[0] >= end)", end)
-        samples = await page.evaluate("window.record.samples")
-        assert {pcs for _, _, pcs in samples} == {"0"}, "the peer connection was replaced"
-        stall, progress = longest_stall(samples, timings["start"], end)
-        measured[who] = {"longest_stall_ms": stall, "frame_steps": len(progress)}
-        assert stall <= MAX_STALL_MS, (who, stall, samples)
+        measured[who] = await check_video(page, other, timings["start"], end, who)
     return measured
 
 
