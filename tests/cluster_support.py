@@ -87,8 +87,9 @@ StartNodes = Callable[..., Awaitable[list[NodeProcess]]]
 
 
 @pytest.fixture
-async def start_nodes(redis_server: RedisServer) -> AsyncIterator[StartNodes]:
-    """Start server processes on a flushed Redis; all are stopped at the end of the test."""
+async def start_nodes(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[StartNodes]:
+    """Start server processes on a flushed Redis; all are stopped at the end of the test. Their
+    session key file is the test's own (each node's, unless a test gives one)."""
     if redis_server.process is None:
         redis_server.start()
     client = redis.Redis.from_url(redis_server.url)
@@ -97,7 +98,14 @@ async def start_nodes(redis_server: RedisServer) -> AsyncIterator[StartNodes]:
     started: list[NodeProcess] = []
 
     async def start(count: int, *extra: str, **env: str) -> list[NodeProcess]:
-        nodes = [await start_node(redis_server.url, *extra, **env) for _ in range(count)]
+        nodes = [
+            await start_node(
+                redis_server.url,
+                *extra,
+                **{"SESSION_KEY_FILE": str(tmp_path / f"node-{len(started) + n}.key"), **env},
+            )
+            for n in range(count)
+        ]
         started.extend(nodes)
         return nodes
 
