@@ -177,7 +177,9 @@ def session_keys(settings: Settings) -> SessionKeys:
     return SessionKeys(key, shared=bool(settings.session_secret))
 
 
-def _hub(app: web.Application, settings: Settings, store: Store | None, keys: SessionKeys) -> Hub:
+def _hub(
+    app: web.Application, settings: Settings, store: Store | None, keys: SessionKeys, metrics: Metrics
+) -> Hub:
     if not settings.redis_url:
         sessions = MemorySessions(grace=settings.session_grace, buffer_bytes=settings.session_buffer_bytes)
         return Hub(
@@ -203,6 +205,7 @@ def _hub(app: web.Application, settings: Settings, store: Store | None, keys: Se
         node=cluster.node_id,
     )
     cluster.bind(hub)
+    cluster.delivery.on_skipped = lambda why: metrics.envelopes_skipped.labels(why).inc()
     app[CLUSTER] = cluster
     app.cleanup_ctx.append(cluster.lifecycle)
     return hub
@@ -224,7 +227,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[TCP_CONNECTIONS] = TcpConnections(guard, settings.max_connections_per_ip)
     app[GUARD] = guard
     keys = session_keys(settings)
-    hub = _hub(app, settings, store, keys)
+    hub = _hub(app, settings, store, keys, metrics)
     hub.observer = metrics
     sio = SignalingServer(
         max_unread=settings.max_unread_bytes,

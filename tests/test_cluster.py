@@ -339,3 +339,45 @@ async def test_a_draining_node_frees_everything_it_held(
     assert held == [], held[:5]
     assert node.node_id.encode() not in await check.smembers("sig:nodes")
     await check.aclose()
+
+
+async def test_node_channels_survive_anything_published_on_them(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    """What a newer node's unknown message kind, or any stray publish, puts on a node's channel is
+    counted and skipped: the node goes on delivering, stays ready, and logs a few lines at most."""
+    a, b = await start_nodes(2, LOG_LEVEL="WARNING")
+    alice = await connect(a.url)
+    await alice.join("garbage")
+    bob = await connect(b.url)
+    await bob.join("garbage")
+    await alice.next("peer-joined")
+    spy = redis.Redis.from_url(redis_server.url)
+    garbage = [
+        b"",
+        b"{truncated",
+        b"\xff\xfe\x00",
+        b"[1, 2, 3]",
+        b'"just a string"',
+        b'{"v": 1, "to": "x", "type": "Teleported", "body": {}}',
+        b'{"v": 99, "to": "x", "type": "Kicked", "body": {"reason": "x"}}',
+        b'{"v": 1, "to": "x", "type": "Relayed", "body": {"sender": 1}}',
+        b'{"v": 1, "to": 7, "type": "Kicked", "body": null}',
+    ]
+    for _ in range(50):  # a flood of it
+        for data in garbage:
+            await spy.publish(f"sig:node:{b.node_id}:inbox", data)
+    for _ in range(5):
+        await alice.offer(bob.peer_id or "", SDP_OFFER)
+        assert (await bob.next("offer"))["from"] == alice.peer_id
+    assert (await get_json(f"{b.url}/readyz"))[0] == 200
+    async with aiohttp.ClientSession() as http, http.get(f"{b.url}/metrics") as response:
+        metrics = await response.text()
+    skipped = {
+        line.split('why="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("signaling_cluster_envelopes_skipped_total{")
+    }
+    assert sum(skipped.values()) == 50 * len(garbage), skipped
+    assert set(skipped) == {"not_json", "malformed", "unknown_kind", "unknown_version"}
+    await spy.aclose()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import get_args
 
+import orjson
 import pytest
 
 from signaling.cluster import codec
+from signaling.cluster.nodes import SkipLog
 from signaling.core.messages import (
     Candidate,
     IceCandidate,
@@ -66,3 +69,52 @@ def test_every_outbound_kind_is_covered_here_and_rendered_by_both_transports() -
     for message in MESSAGES:
         if not isinstance(message, Kicked):  # sent as its own event, with a disconnect
             render(message)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"", "not_json"),
+        (b"{truncated", "not_json"),
+        (b"\xff\xfe", "not_json"),
+        (b"[1, 2]", "malformed"),
+        (b"42", "malformed"),
+        (b'{"v": 1, "to": "p"}', "malformed"),
+        (b'{"v": 1, "to": 5, "type": "Kicked", "body": {"reason": "x"}}', "malformed"),
+        (b'{"v": 1, "to": "p", "type": "Kicked", "body": []}', "malformed"),
+        (b'{"v": 1, "to": "p", "type": "Relayed", "body": {"sender": "a"}}', "malformed"),
+        (
+            b'{"v": 1, "to": "p", "type": "Relayed", "body": {"sender": "a", "target": "p", "room": "r", '
+            b'"stream": null, "signal": {"kind": "hologram"}}}',
+            "unknown_kind",
+        ),
+        (b'{"v": 1, "to": "p", "type": "Teleported", "body": {}}', "unknown_kind"),
+        (b'{"v": 1, "to": "p", "type": ["Kicked"], "body": {}}', "unknown_kind"),
+        (b'{"v": 2, "to": "p", "type": "Kicked", "body": {"reason": "x"}}', "unknown_version"),
+        (b'{"v": 1, "to": "p", "type": "PeerLeft", "body": {"room": "r"}}', "malformed"),
+    ],
+)
+def test_what_a_node_cannot_read_is_refused_with_a_reason(data: bytes, why: str) -> None:
+    with pytest.raises(codec.Undecodable) as refused:
+        codec.decode(data)
+    assert refused.value.why == why
+
+
+def test_fields_a_newer_node_adds_are_ignored() -> None:
+    envelope = orjson.loads(codec.encode("p", PeerLeft("r", "x", "left")))
+    envelope["body"]["since"] = 12
+    envelope["extra"] = True
+    assert codec.decode(orjson.dumps(envelope)) == ("p", PeerLeft("r", "x", "left"))
+    assert codec.decode(codec.encode_moved("p")) == ("p", None)
+
+
+def test_skipped_envelopes_are_logged_a_few_times_not_once_each(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    skips = SkipLog(interval=10, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="signaling.cluster.nodes"):
+        for second in range(30):
+            now[0] = float(second)
+            for _ in range(1000):
+                skips.skipped("not_json", "garbage")
+    assert len(caplog.records) == 5  # the first of each 10 s, and the counts held back before it
+    assert "skipped 9999 more" in caplog.records[1].getMessage()

@@ -1,7 +1,16 @@
-"""Core messages to bytes and back, for delivery to a peer held by another node."""
+"""Core messages to bytes and back, for delivery to a peer held by another node.
+
+Envelopes are versioned for rolling deploys, where nodes of two adjacent versions share a
+cluster: `{"v": 1, "to": peer, "type": kind, "body": {...}}`. A node reads every envelope of a
+`v` it knows, ignores body fields it does not know, and refuses (`Undecodable`) kinds it does not
+know, which its listener counts and skips: a newer node's new kind of message is lost to an older
+node's peers, never its inbox. A change older nodes could not read bumps `v`, and nodes keep
+reading the previous `v` for one release.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, get_args
 
 import orjson
@@ -17,12 +26,23 @@ from signaling.core.messages import (
 )
 from signaling.core.store import Route
 
+VERSION = 1
+READS = frozenset({VERSION})  # the envelope versions this node reads
+
 # Every outbound kind but Relayed (read from the Outbound union, so a new kind needs nothing
 # here) is flat: every field is JSON as it stands.
 FLAT: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(Outbound) if cls is not Relayed}
-
+FLAT_FIELDS = {name: frozenset(f.name for f in fields(cls)) for name, cls in FLAT.items()}
 
 MOVED = "Moved"
+
+
+class Undecodable(ValueError):
+    """Not an envelope this node reads; `why` is a short label for metrics."""
+
+    def __init__(self, why: str, detail: str) -> None:
+        super().__init__(f"{why}: {detail}")
+        self.why = why
 
 
 def encode(peer_id: str, message: Outbound) -> bytes:
@@ -36,31 +56,45 @@ def encode(peer_id: str, message: Outbound) -> bytes:
         }
     else:
         body = dict(vars(message))
-    return orjson.dumps({"to": peer_id, "type": type(message).__name__, "body": body})
+    return orjson.dumps({"v": VERSION, "to": peer_id, "type": type(message).__name__, "body": body})
 
 
 def encode_moved(peer_id: str) -> bytes:
     """To the node a session was attached to: it was resumed elsewhere, let its connection go."""
-    return orjson.dumps({"to": peer_id, "type": MOVED, "body": {}})
+    return orjson.dumps({"v": VERSION, "to": peer_id, "type": MOVED, "body": {}})
 
 
 def decode(data: bytes) -> tuple[str, Outbound | None]:
     """The recipient and its message; None for a session that moved (see `encode_moved`).
-    Raises ValueError (or KeyError, TypeError) for anything else."""
-    envelope = orjson.loads(data)
-    kind, body = envelope["type"], envelope["body"]
+    Raises `Undecodable` for anything else, whatever its shape."""
+    try:
+        envelope = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Undecodable("not_json", str(exc)) from None
+    if not isinstance(envelope, dict):
+        raise Undecodable("malformed", f"a JSON {type(envelope).__name__}, not an object")
+    if envelope.get("v", VERSION) not in READS:
+        raise Undecodable("unknown_version", repr(envelope.get("v"))[:32])
+    kind, body, to = envelope.get("type"), envelope.get("body"), envelope.get("to")
+    if not isinstance(to, str) or not isinstance(body, dict):
+        raise Undecodable("malformed", "no recipient or no body")
     if kind == MOVED:
-        return envelope["to"], None
-    if kind == "Relayed":
-        message: Outbound = Relayed(
-            body["sender"],
-            body["target"],
-            Route(body["room"], body["stream"]),
-            _decode_signal(body["signal"]),
-        )
-    else:
-        message = FLAT[kind](**body)
-    return envelope["to"], message
+        return to, None
+    try:
+        if kind == "Relayed":
+            message: Outbound = Relayed(
+                body["sender"],
+                body["target"],
+                Route(body["room"], body["stream"]),
+                _decode_signal(body["signal"]),
+            )
+        elif isinstance(kind, str) and kind in FLAT:
+            message = FLAT[kind](**{k: v for k, v in body.items() if k in FLAT_FIELDS[kind]})
+        else:
+            raise Undecodable("unknown_kind", repr(kind)[:64])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise Undecodable("malformed", f"{type(exc).__name__}: {exc}"[:200]) from None
+    return to, message
 
 
 def _encode_signal(signal: Signal) -> dict[str, Any]:
@@ -81,7 +115,10 @@ def _decode_signal(raw: dict[str, Any]) -> Signal:
         case "description":
             return SessionDescription(raw["type"], raw["sdp"])
         case "candidate":
-            return IceCandidate(None if raw["candidate"] is None else Candidate(**raw["candidate"]))
+            candidate = raw["candidate"]
+            if candidate is None:
+                return IceCandidate(None)
+            return IceCandidate(Candidate(**{k: v for k, v in candidate.items() if k in Candidate._fields}))
         case "message":
             return PeerMessage(raw["definition"], raw["data"])
-    raise ValueError(f"unknown signal kind {raw['kind']!r}")
+    raise Undecodable("unknown_kind", f"signal {raw['kind']!r}"[:64])

@@ -18,7 +18,9 @@ import contextlib
 import logging
 import secrets
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
@@ -53,12 +55,16 @@ class ClusterDelivery(LocalDelivery):
         self.client = client
         self.node_id = node_id
         self.prefix = prefix
+        # Told of each envelope skipped (metrics), with the reason.
+        self.on_skipped: Callable[[str], None] | None = None
+        self._skips = SkipLog()
 
     def inbox(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}:inbox"
 
     async def listen(self, ready: asyncio.Event) -> None:
-        """Deliver what other nodes publish for this node's peers, resubscribing after outages."""
+        """Deliver what other nodes publish for this node's peers, resubscribing after outages.
+        Nothing published on the channel ends it: what it cannot read is counted and skipped."""
         while True:
             try:
                 async with self.client.pubsub() as pubsub:
@@ -72,11 +78,13 @@ class ClusterDelivery(LocalDelivery):
                 log.warning("node inbox unavailable (%s); retrying", exc)
                 await asyncio.sleep(0.5)
 
-    async def _received(self, data: bytes) -> None:
+    async def _received(self, data: Any) -> None:
         try:
-            peer_id, message = codec.decode(data)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("node inbox: skipped a message that does not decode: %s", exc)
+            peer_id, message = codec.decode(data if isinstance(data, bytes) else str(data).encode())
+        except codec.Undecodable as exc:
+            if self.on_skipped is not None:
+                self.on_skipped(exc.why)
+            self._skips.skipped(exc.why, str(exc))
             return
         try:
             if message is not None:
@@ -87,6 +95,34 @@ class ClusterDelivery(LocalDelivery):
                 await sink.evict("the session was resumed on another node")
         except SignalingError as error:
             log.warning("peer=%s: a message from another node was lost: %s", peer_id, error.message)
+        except Exception:
+            # A bug here must not end this node's inbox for every other peer.
+            log.exception("peer=%s: delivery of a message from another node failed", peer_id)
+
+
+class SkipLog:
+    """Skipped envelopes are logged at most once per `interval`: the first at once, then a count."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._since: float | None = None
+        self._counts: dict[str, int] = {}
+
+    def skipped(self, why: str, detail: str) -> None:
+        now = self._clock()
+        if self._since is None or now - self._since >= self.interval:
+            held_back = ", ".join(f"{reason} {count}" for reason, count in sorted(self._counts.items()))
+            if held_back:
+                log.warning(
+                    "node inbox: skipped %s more that it could not read (%s)",
+                    sum(self._counts.values()),
+                    held_back,
+                )
+            log.warning("node inbox: skipped a message it cannot read: %s", detail[:200])
+            self._since, self._counts = now, {}
+        else:
+            self._counts[why] = self._counts.get(why, 0) + 1
 
 
 class Node:
@@ -122,7 +158,8 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        return self.redis_ok and self.subscribed.is_set()
+        listening = bool(self._tasks) and not self._tasks[0].done()
+        return self.redis_ok and self.subscribed.is_set() and listening
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)

@@ -76,6 +76,12 @@ class Metrics:
             "signaling_redis_up", "1 while the shared Redis answers (1 without Redis)", registry=r
         )
         self.redis_up.set(1)
+        self.envelopes_skipped = Counter(
+            "signaling_cluster_envelopes_skipped",
+            "Messages on this node's Redis channel it could not read and skipped, by why",
+            ["why"],
+            registry=r,
+        )
 
     def relayed_message(self, kind: str, seconds: float) -> None:
         self._relays.record(kind, seconds)
