@@ -119,10 +119,13 @@ class SignalingClient:
             self._resuming = asyncio.get_running_loop().create_task(self._resume_lost())
 
     async def _resume_lost(self) -> None:
-        lost, self._lost = self._lost, None
+        # `_lost` stays set until the answer: this connection's own session event, which comes
+        # first, is kept aside for a refusal.
+        lost = self._lost
         try:
             reply = await self.resume(lost)
         except (RequestFailed, TimeoutError, socketio.exceptions.SocketIOError) as exc:
+            self._lost = None
             fresh, self._fresh = self._fresh, None
             self.session, self.peer_id = fresh, (fresh or {}).get("peerId")
             self._rooms.clear()
@@ -131,6 +134,7 @@ class SignalingClient:
             error = exc.error if isinstance(exc, RequestFailed) else {"code": "timeout", "message": str(exc)}
             self._queues["resume_failed"].put_nowait(error)
             return
+        self._lost = None
         self._queues["resumed"].put_nowait(reply)
 
     async def _on_event(self, event: str, *args: Any) -> None:

@@ -34,12 +34,18 @@ class Recorder:
     async def evict(self, reason: str) -> None:
         self.messages.clear()
 
+    async def moved(self) -> None:
+        self.messages.clear()
+
 
 class Broken:
     async def send(self, message: Outbound) -> None:
         raise ConnectionResetError("socket went away")
 
     async def evict(self, reason: str) -> None:
+        raise ConnectionResetError("socket went away")
+
+    async def moved(self) -> None:
         raise ConnectionResetError("socket went away")
 
 

@@ -355,3 +355,54 @@ async def test_a_lost_key_file_means_joining_afresh(
     with pytest.raises(RequestFailed) as refused:
         await back.resume(alice.session, alice.claims())
     assert refused.value.code == "invalid_session"
+
+
+async def test_claims_get_nothing_outside_the_claimants_own_rooms(
+    start_server: StartServer, connect: ConnectPeer
+) -> None:
+    first = await start_server()
+    mallory = await connect(first.url)
+    await mallory.join("lobby")
+    second = await restarted(start_server, first)
+    back = await connect(second.url)
+    claims = {
+        "rooms": [{"room": "lobby"}],
+        "playing": [{"streamId": f"s{n}", "room": "private", "publisher": f"ghost{n}"} for n in range(20)],
+        "published": [{"streamId": "mine", "room": "private"}],
+    }
+    reply = await back.resume(mallory.session, claims)
+    assert sorted(reply["lost"]["streams"]) == sorted([f"s{n}" for n in range(20)] + ["mine"])
+    assert await second.store.members("private") == []
+
+
+async def test_claims_hold_no_more_peers_than_the_address_may_hold_sessions(
+    start_server: StartServer, connect: ConnectPeer
+) -> None:
+    first = await start_server(max_connections_per_ip=5, room_capacity=50)
+    mallory = await connect(first.url)
+    await mallory.join("packed")
+    second = await restarted(start_server, first, max_connections_per_ip=5, room_capacity=50)
+    back = await connect(second.url)
+    claims = {"rooms": [{"room": "packed", "peers": [f"ghost-{n}" for n in range(45)]}]}
+    await back.resume(mallory.session, claims)
+    members = await second.store.members("packed")
+    assert 1 < len(members) <= 1 + 5  # mallory and at most its address's share of held sessions
+    newcomer = await connect(second.url)
+    await newcomer.join("packed")  # the room is not full of ghosts
+
+
+async def test_claims_hold_nothing_for_ant_media_peers(
+    start_server: StartServer, connect: ConnectPeer, antmedia: Any
+) -> None:
+    first = await start_server()
+    alice = await connect(first.url)
+    await alice.join("sdk-call")
+    second = await restarted(start_server, first)
+    back = await connect(second.url)
+    sdk_peer = "am-old-sdk-connection"
+    claims = {"rooms": [{"room": "sdk-call", "peers": [sdk_peer]}]}
+    await back.resume(alice.session, claims)
+    assert [m.peer_id for m in await second.store.members("sdk-call")] == [alice.peer_id]
+    # The SDK comes back under a new id and takes its place in the call.
+    sdk = await antmedia(second.url)
+    await sdk.request("join", "notification:joined", streamId="sdk-call")

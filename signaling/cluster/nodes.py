@@ -92,7 +92,7 @@ class ClusterDelivery(LocalDelivery):
                 return
             sink = self._sinks.pop(peer_id, None)  # resumed on another node: let go of it here
             if sink is not None:
-                await sink.evict("the session was resumed on another node")
+                await sink.moved()
         except SignalingError as error:
             log.warning("peer=%s: a message from another node was lost: %s", peer_id, error.message)
         except Exception:
@@ -155,6 +155,7 @@ class Node:
             "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end"
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._missing: set[str] = set()  # attached here by Redis's account, not connected here
 
     @property
     def ready(self) -> bool:
@@ -230,10 +231,14 @@ class Node:
         """Remove from the shared state this node's peers that are no longer connected to it:
         removals that failed while Redis was unreachable are retried here. (Held sessions wait
         for their owners; the sweep ends them.)"""
-        local = set(self.delivery.local_peers())
-        for peer_id in await self.sessions.attached_here():
-            if peer_id not in local:
+        # A peer between its connection and Redis's account of it (being held, or resumed here)
+        # looks like one, for a moment: only one seen so in two rounds in a row is freed.
+        attached = set(await self.sessions.attached_here())
+        missing = attached - set(self.delivery.local_peers())
+        for peer_id in missing & self._missing:
+            if not self.delivery.holds(peer_id):
                 await self.hub.disconnect(peer_id)
+        self._missing = missing
 
     async def _reap_forever(self) -> None:
         while True:

@@ -23,7 +23,7 @@ import redis.asyncio as redis
 from signaling.cluster import codec
 from signaling.cluster.redis_store import as_text, available
 from signaling.core.messages import Outbound
-from signaling.core.sessions import Ending, Resumption, message_size
+from signaling.core.sessions import Ending, Resumption
 
 COMMON = """
 local P = ARGV[1]
@@ -285,7 +285,7 @@ class RedisSessions:
     async def keep(self, peer_id: str, message: Outbound) -> bool:
         envelope = codec.encode(peer_id, message)
         answer = await self._run(
-            "DELIVER", peer_id, envelope, message_size(message), self.buffer_bytes, _now_ms(), self.node_id
+            "DELIVER", peer_id, envelope, len(envelope), self.buffer_bytes, _now_ms(), self.node_id
         )
         return bool(answer)
 

@@ -59,6 +59,9 @@ class Sink(Protocol):
     async def evict(self, reason: str) -> None:
         """Disconnect the peer so that it reconnects and joins again."""
 
+    async def moved(self) -> None:
+        """Its session was resumed on another node: let go of the connection, not the session."""
+
 
 # Whether a peer may still do something ("rooms", "publish" or "play") with a room or stream.
 Allows = Callable[[Literal["rooms", "publish", "play"], str], bool]
@@ -78,6 +81,7 @@ class Resumed(NamedTuple):
     messages: tuple[Outbound, ...]
     lost_rooms: list[str]
     lost_streams: list[str]
+    placeholders: list[str]  # sessions held for the peers named in a restore
 
 
 # What a resume that cannot be honoured is told, by why its session is not there.
@@ -145,6 +149,9 @@ class LocalDelivery:
 
     def connected(self) -> int:
         return len(self._sinks)
+
+    def holds(self, peer_id: str) -> bool:
+        return peer_id in self._sinks
 
     def local_peers(self) -> list[str]:
         return list(self._sinks)
@@ -474,11 +481,12 @@ class Hub:
             log.info("peer=%s session ended: %s", peer_id, why)
             await self.disconnect(peer_id, "node_lost" if why == "node_lost" else "disconnected", ending=why)
 
-    async def resume(self, peer_id: str, sink: Sink, claims: Claims) -> Resumed:
+    async def resume(self, peer_id: str, sink: Sink, claims: Claims, *, placeholders: int = 0) -> Resumed:
         """Give a session back to a new connection (`sink`), whose owner the caller has checked.
 
         Delivery goes to `sink` from the start, so nothing sent meanwhile is lost; the caller
-        sends the returned held messages before what `sink` receives from now on.
+        sends the returned held messages before what `sink` receives from now on. Rebuilding a
+        session from `claims` holds at most `placeholders` sessions for the peers they name.
         """
         previous = self.delivery.attach(peer_id, sink)
         try:
@@ -498,20 +506,19 @@ class Hub:
             raise
         if previous is not None and previous is not sink:
             await previous.evict("the session was resumed on another connection")
-        lost_rooms: list[str] = []
-        lost_streams: list[str] = []
+        resumed = Resumed(how, found.messages, [], [], [])
         if how == "restored":
-            lost_rooms, lost_streams = await self._restore(peer_id, claims)
+            await self._restore(peer_id, claims, resumed, placeholders)
         log.info("peer=%s resumed (%s, %d held messages)", peer_id, how, len(found.messages))
-        return Resumed(how, found.messages, lost_rooms, lost_streams)
+        return resumed
 
-    async def _restore(self, peer_id: str, claims: Claims) -> tuple[list[str], list[str]]:
+    async def _restore(self, peer_id: str, claims: Claims, resumed: Resumed, budget: int) -> None:
         """Rebuild what a session held from its owner's claims, quietly: the others were in the
-        call all along. Peers it names that nobody knows are held for their owners to resume, as
-        if they had disconnected; what another peer's claims gave this session and its own claims
-        do not name is given up, and announced. Returns the rooms and streams not rebuilt."""
-        lost_rooms: list[str] = []
-        lost_streams: list[str] = []
+        call all along. What it claims, it gets only where it may be: in rooms it is seated in
+        again (a room's streams included), within every cap. The peers it names there that
+        nobody knows are held for their owners to resume, as if they had disconnected (at most
+        `budget` of them). What another peer's claims gave this session and its own claims do
+        not name is given up, and announced. `resumed` collects what was not rebuilt."""
         rooms = await self.store.rooms_of(peer_id)
         for claim in claims.rooms:
             try:
@@ -519,43 +526,63 @@ class Hub:
                     await self.store.leave(claim.room, peer_id)
                 await self.store.join(claim.room, peer_id, dict(claim.metadata), self.room_capacity)
             except SignalingError:
-                lost_rooms.append(claim.room)
-                continue
-            await self._seat_placeholders(claim.room, claim.peers)
+                resumed.lost_rooms.append(claim.room)
+        seated = set(await self.store.rooms_of(peer_id))
+        for claim in claims.rooms:
+            if claim.room in seated:
+                for other in claim.peers:
+                    await self._hold_for(other, claim.room, resumed.placeholders, budget)
         published, playing = await self.store.peer_streams(peer_id)
         for stream in claims.published:
             key = stream_key(stream.room, stream.stream_id)
             try:
+                if stream.room is not None and stream.room not in seated:
+                    raise SignalingError(ErrorCode.NOT_IN_ROOM, "not in that room")
                 if key not in published:
                     await self.store.publish(key, peer_id, stream.room, stream.max_viewers)
             except SignalingError:
-                lost_streams.append(stream.stream_id)
+                resumed.lost_streams.append(stream.stream_id)
                 continue
             for viewer in stream.viewers:
-                if await self.sessions.placeholder(viewer):
+                if await self._hold_for(viewer, stream.room, resumed.placeholders, budget):
                     with contextlib.suppress(SignalingError):
                         await self.store.play(key, viewer)
         for played in claims.playing:
             key = stream_key(played.room, played.stream_id)
             try:
+                if played.room is not None and played.room not in seated:
+                    raise SignalingError(ErrorCode.NOT_IN_ROOM, "not in that room")
                 if key not in playing:
                     existing = await self.store.stream(key)
-                    if existing is None and await self.sessions.placeholder(played.publisher):
-                        if played.room is not None:
-                            await self._seat_placeholders(played.room, (played.publisher,))
+                    if existing is None and await self._hold_for(
+                        played.publisher, played.room, resumed.placeholders, budget
+                    ):
                         await self.store.publish(key, played.publisher, played.room, None)
                     await self.store.play(key, peer_id)
             except SignalingError:
-                lost_streams.append(played.stream_id)
+                resumed.lost_streams.append(played.stream_id)
         await self._give_up_unclaimed(peer_id, claims)
-        return lost_rooms, lost_streams
 
-    async def _seat_placeholders(self, room: str, peer_ids: tuple[str, ...]) -> None:
-        members = {m.peer_id for m in await self.store.members(room)}
-        for other in peer_ids:
-            if other not in members and await self.sessions.placeholder(other):
-                with contextlib.suppress(SignalingError):
-                    await self.store.join(room, other, {}, self.room_capacity)
+    async def _hold_for(self, other: str, room: str | None, made: list[str], budget: int) -> bool:
+        """Whether a peer named in a restore is there (in `room`, if any), holding a session for
+        it if nobody knows it: only for a peer that can resume (not an Ant Media SDK's, which
+        comes back under a new id), within `budget`, and where the room has a seat for it."""
+        if room is not None and other in {m.peer_id for m in await self.store.members(room)}:
+            return True
+        if not peers.resumable(other) or len(made) >= budget:
+            return False
+        if room is not None and len(await self.store.members(room)) >= self.room_capacity:
+            return False
+        if not await self.sessions.placeholder(other):
+            return False
+        if other not in made:
+            made.append(other)
+        if room is not None:
+            try:
+                await self.store.join(room, other, {}, self.room_capacity)
+            except SignalingError:
+                return False
+        return True
 
     async def _give_up_unclaimed(self, peer_id: str, claims: Claims) -> None:
         """What others' claims seated this peer in and its own claims do not name: it is not

@@ -8,6 +8,8 @@ name and a message for one peer costs one targeted delivery.
 from __future__ import annotations
 
 SEPARATOR = "~"
+# The local ids of peers that cannot resume a session (Ant Media's SDKs come back under a new id).
+NOT_RESUMABLE = "am-"
 
 
 def peer_id(node: str | None, local_id: str) -> str:
@@ -27,3 +29,7 @@ def local_id(peer_id: str) -> str:
 def node_name(wanted: str) -> str:
     """`wanted`, made fit to name a node: without the separator."""
     return wanted.replace(SEPARATOR, "-")
+
+
+def resumable(peer_id: str) -> bool:
+    return not local_id(peer_id).startswith(NOT_RESUMABLE)

@@ -125,6 +125,9 @@ class AddressLimiter:
         self._counts[address] = count + 1
         return True
 
+    def available(self, address: str) -> int:
+        return max(0, self.per_address - self._counts.get(address, 0))
+
     def release(self, address: str) -> None:
         count = self._counts.get(address, 0) - 1
         if count > 0:

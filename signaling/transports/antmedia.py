@@ -39,6 +39,7 @@ from signaling.core.messages import (
     ViewerJoined,
     ViewerLeft,
 )
+from signaling.core.peers import NOT_RESUMABLE
 from signaling.core.store import Route
 from signaling.security.guard import Guard, Session
 from signaling.security.turn import IceServers
@@ -231,6 +232,9 @@ class AntMediaPeer:
         self.write(notification("server_will_stop", message=reason))
         self.write(CLOSE_RECONNECT)
 
+    async def moved(self) -> None:
+        await self.evict("the session moved to another node")  # (Ant Media sessions never resume)
+
     async def close(self) -> None:
         """Called once the connection is gone: lets a close that was started finish."""
         if self._closing is not None:
@@ -402,7 +406,10 @@ class AntMediaTransport:
         )
         await ws.prepare(request)
         peer = AntMediaPeer(
-            self._hub.peer_id(f"am-{secrets.token_urlsafe(12)}"), ws, request.transport, self._max_unread
+            self._hub.peer_id(f"{NOT_RESUMABLE}{secrets.token_urlsafe(12)}"),
+            ws,
+            request.transport,
+            self._max_unread,
         )
         log.info(
             "peer=%s connected from %s (app %s)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -86,9 +87,10 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
 
 
 class SocketIOSink:
-    def __init__(self, sio: SignalingServer, sid: str) -> None:
+    def __init__(self, sio: SignalingServer, sid: str, moved: Callable[[str], None]) -> None:
         self._sio = sio
         self._sid = sid
+        self._moved = moved
         self._session: DirectSocket | None = None  # known once the namespace connection is complete
         # While a resume is answered: what arrives waits here, to follow the ack and the messages
         # held for the session, in that order.
@@ -131,6 +133,10 @@ class SocketIOSink:
     async def evict(self, reason: str) -> None:
         # Cutting the connection makes socket.io clients reconnect (and resume) by themselves.
         self._sio.drop(self._sid, reason)
+
+    async def moved(self) -> None:
+        self._moved(self._sid)
+        self._sio.drop(self._sid, "the session was resumed on another node")
 
 
 class SocketIOTransport:
@@ -192,7 +198,7 @@ class SocketIOTransport:
             # socket.io clients get {message, data: {code, message}} in their connect_error event.
             raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
         log.info("peer=%s connected from %s", peer, address)
-        await self._hub.connect(peer, SocketIOSink(self._sio, sid))
+        await self._hub.connect(peer, SocketIOSink(self._sio, sid, self._moved))
         self._guard.watch_expiry(
             connection, partial(self._expired, sid), partial(self._narrowed, sid, connection)
         )
@@ -222,13 +228,33 @@ class SocketIOTransport:
         goodbye = reason == self._sio.reason.CLIENT_DISCONNECT or sid in self._closing
         self._closing.discard(sid)
         address = connection.address if connection is not None else None
-        if goodbye or address is None or not self._held.acquire(address):
-            await self._hub.disconnect(peer)
-        elif await self._hub.dropped(peer):
-            timer = asyncio.get_running_loop().call_later(self._hub.sessions.grace, self._release_held, peer)
-            self._held_addresses[peer] = (address, timer)
-        else:
-            self._held.release(address)
+        try:
+            if goodbye or address is None or not self._held.acquire(address):
+                await self._hub.disconnect(peer)
+            elif await self._hub.dropped(peer):
+                self._charge_held(peer, address, acquired=True)
+            else:
+                self._held.release(address)
+        except SignalingError as error:
+            # The shared state is out of reach: the node's reconciliation settles it later.
+            if address is not None and peer not in self._held_addresses and not goodbye:
+                self._held.release(address)
+            log.warning("peer=%s: its session could not be settled now: %s", peer, error.message)
+
+    def _charge_held(self, peer: str, address: str, *, acquired: bool = False) -> None:
+        """Count a held session against its address (the slot is taken already if `acquired`),
+        until it is resumed here or the grace is over."""
+        if peer in self._held_addresses or not (acquired or self._held.acquire(address)):
+            return
+        timer = asyncio.get_running_loop().call_later(self._hub.sessions.grace, self._release_held, peer)
+        self._held_addresses[peer] = (address, timer)
+
+    def _moved(self, sid: str) -> None:
+        """The session on this connection was resumed on another node: the connection goes, and
+        its session with it from here (it lives on there)."""
+        peer = self._peers.pop(sid, None)
+        if peer is not None and self._sids.get(peer) == sid:
+            del self._sids[peer]
 
     def _release_held(self, peer: str) -> None:
         held = self._held_addresses.pop(peer, None)
@@ -345,16 +371,26 @@ class SocketIOTransport:
         claims = request["restore"]
         if self._guard.auth_required:
             await self._check_grant(old, connection, claims)
-        sink = SocketIOSink(self._sio, sid)
+        sink = SocketIOSink(self._sio, sid, self._moved)
         sink.wait()
-        resumed = await self._hub.resume(old, sink, claims)
+        resumed = await self._hub.resume(
+            old, sink, claims, placeholders=self._held.available(connection.address)
+        )
         # This connection is the resumed session from now on; its own fresh one never held anything.
+        # Nothing below may fail the reply: the client would take its fresh session back while the
+        # server gave this connection the old one.
+        self._sio.after_reply[sid] = partial(sink.release, resumed.messages)
         del self._sids[peer]
         self._peers[sid], self._sids[old] = old, sid
         self._release_held(old)
-        await self._hub.disconnect(peer)
-        self._sio.after_reply[sid] = partial(sink.release, resumed.messages)
-        rooms, published, played = await self._hub.holdings(old)
+        for placeholder in resumed.placeholders:
+            self._charge_held(placeholder, connection.address)
+        with contextlib.suppress(SignalingError):
+            await self._hub.disconnect(peer)  # else the node's reconciliation does it
+        try:
+            rooms, published, played = await self._hub.holdings(old)
+        except SignalingError:
+            rooms, published, played = [], [], []  # the client rejoins what it misses
         return {
             "peerId": old,
             "resumed": resumed.how,
