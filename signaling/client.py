@@ -21,6 +21,8 @@ from typing import Any
 
 import socketio
 
+GOODBYE_TIMEOUT = 2.0  # seconds close() waits for its goodbye to be written
+
 
 class RequestFailed(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
@@ -94,9 +96,12 @@ class SignalingClient:
             self._resuming.cancel()
         if self.sio.connected:
             # socket.io's disconnect() closes the WebSocket without waiting for its goodbye (the
-            # DISCONNECT packet, "1") to be written: send it and wait until it is.
-            await self.sio.eio.send("1")
-            await self.sio.eio.queue.join()
+            # DISCONNECT packet, "1") to be written: send it and wait until it is (not for ever:
+            # a connection the server is closing at that moment never writes it).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GOODBYE_TIMEOUT):
+                    await self.sio.eio.send("1")
+                    await self.sio.eio.queue.join()
         await self.sio.disconnect()
 
     async def _on_session(self, session: dict[str, Any]) -> None:
