@@ -17,9 +17,16 @@ export class SignalingClient extends Emitter {
   // rtcConfig: extra RTCPeerConnection settings, e.g. {iceTransportPolicy: "relay"} to force TURN.
   constructor(
     socket,
-    { localStream = null, requestTimeout = 10000, rtcConfig = {}, RTCPeerConnection = globalThis.RTCPeerConnection } = {},
+    {
+      localStream = null,
+      requestTimeout = 10000,
+      resumeRetryDelay = 1000,
+      rtcConfig = {},
+      RTCPeerConnection = globalThis.RTCPeerConnection,
+    } = {},
   ) {
     super();
+    this.resumeRetryDelay = resumeRetryDelay;
     this.rtcConfig = rtcConfig;
     this.localStream = localStream;
     this.requestTimeout = requestTimeout;
@@ -338,14 +345,24 @@ export class SignalingClient extends Emitter {
       try {
         // First on this connection: the fresh session must hold nothing for the resume to take.
         reply = await this.#ask("resume", { peerId: this.#session.peerId, secret: this.#session.secret, restore: this.#claims() });
-      } catch {
+      } catch (error) {
         // Refused, or no answer in time: a full rejoin below. (A refusal is routine: the grace
-        // passed, the session was ended, or the server does not know `resume`.)
+        // passed, the session was ended, or the server does not know `resume`.) But the shared
+        // state out of reach for a moment (a cluster's Redis) refuses nothing: the session is
+        // still held, so it is asked for again on a new connection.
+        if (error?.code === "service_unavailable" && epoch === this.#epoch) return this.#retryResume();
       }
       if (epoch !== this.#epoch) return; // dropped again: the next connect resumes
       if (reply) return this.#onResumed(reply, epoch);
     }
     await this.#rejoin(epoch);
+  }
+
+  #retryResume() {
+    this.socket.disconnect();
+    setTimeout(() => {
+      if (!this.closed && !this.kicked) this.socket.connect();
+    }, this.resumeRetryDelay);
   }
 
   // What the session held, as this client knows it: the server rebuilds the session from it if it

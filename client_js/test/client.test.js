@@ -363,6 +363,29 @@ test("a resume that gets no answer in time counts as refused", async () => {
   assert.equal(socket.sentOf("join").length, 2);
 });
 
+test("a resume the shared state cannot answer now is asked for again, not given up", async () => {
+  client.resumeRetryDelay = 0;
+  await inCall();
+  socket.drop();
+  socket.replies.resume = () => ({ ok: false, error: { code: "service_unavailable", message: "Redis is away" } });
+  socket.open(FRESH);
+  await settle();
+  await new Promise((done) => setTimeout(done, 5));
+  assert.equal(socket.disconnected, true, "this connection is let go");
+  assert.equal(socket.connectCalls, 1, "and a new one made");
+  assert.ok(FakePC.instances.every((pc) => !pc.closed), "nothing rebuilt");
+  assert.equal(socket.sentOf("join").length, 1, "no rejoin");
+  socket.replies.resume = (payload) => ackFor(payload);
+  socket.drop("io client disconnect");
+  socket.open({ peerId: "me3", secret: "secret-3", grace: 30 });
+  await settle();
+  const resumes = socket.sentOf("resume");
+  assert.equal(resumes.length, 2);
+  assert.equal(resumes[1].peerId, resumes[0].peerId);
+  assert.equal(events.at(-1)[0], "reconnected");
+  assert.notEqual(events.at(-1)[1].resumed, false);
+});
+
 test("a refusal while rejoining does not stop the rest from coming back", async () => {
   await client.join("lobby");
   await client.play("gone-show");
