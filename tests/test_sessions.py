@@ -32,7 +32,7 @@ async def test_a_held_session_keeps_messages_in_order_and_gives_them_back_once()
         assert await sessions.keep("b", relayed(n))
     found = await sessions.resume("b")
     assert found.found == "kept" and found.messages == tuple(relayed(n) for n in range(3))
-    assert (await sessions.resume("b")).previous  # attached again: a resume now takes it over
+    assert (await sessions.resume("b")).found == "kept"  # attached again: a resume takes it over
 
 
 async def test_the_grace_ends_a_held_session_once() -> None:

@@ -37,6 +37,24 @@ local function ended(peer, why, grace_ms)
   redis.call('ZREM', k('held'), peer)
   redis.call('SET', k('ended', peer), why, 'PX', grace_ms, 'NX')
 end
+-- The sessions a node's list names that are still its: those resumed elsewhere leave the list.
+local function listed(node)
+  local out = {}
+  for _, peer in ipairs(redis.call('SMEMBERS', k('node', node, 'peers'))) do
+    local home = redis.call('HGET', k('session', peer), 'node')
+    if home and home ~= node and home ~= '' then
+      redis.call('SREM', k('node', node, 'peers'), peer)
+    else
+      table.insert(out, peer)
+    end
+  end
+  return out
+end
+-- A held session off a node's list, with no home: any node's sweep ends it if it is not resumed.
+local function homeless(node, peer)
+  redis.call('HSET', k('session', peer), 'node', '')
+  redis.call('SREM', k('node', node, 'peers'), peer)
+end
 local function young(now_ms, grace_ms)
   local epoch = tonumber(redis.call('GET', k('epoch')) or now_ms)
   return now_ms < epoch + grace_ms
@@ -189,19 +207,15 @@ ORPHANS = (
     COMMON
     + """
 local dead, out = ARGV[2], {}
-for _, peer in ipairs(redis.call('SMEMBERS', k('node', dead, 'peers'))) do
+for _, peer in ipairs(listed(dead)) do
   local s = k('session', peer)
   local home = redis.call('HGET', s, 'node')
-  if home and home ~= dead and home ~= '' then
-    redis.call('SREM', k('node', dead, 'peers'), peer)
-  elseif redis.call('HGET', s, 'held') == '1' then
-    -- already held, its deadline stands; homeless now, so that the dead node can be forgotten
-    redis.call('HSET', s, 'node', '')
-    redis.call('SREM', k('node', dead, 'peers'), peer)
+  if redis.call('HGET', s, 'held') == '1' then
+    homeless(dead, peer)  -- already held: its deadline stands; the dead node can be forgotten
   elseif home and ARGV[4] ~= '1' and redis.call('HGET', s, 'resumable') == '1' then
-    redis.call('HSET', s, 'held', '1', 'gone', 'node_lost', 'node', '')
+    redis.call('HSET', s, 'held', '1', 'gone', 'node_lost')
     redis.call('ZADD', k('held'), ARGV[3], peer)
-    redis.call('SREM', k('node', dead, 'peers'), peer)
+    homeless(dead, peer)
   else
     table.insert(out, peer)
   end
@@ -215,15 +229,9 @@ return out
 ATTACHED = (
     COMMON
     + """
-local me, out = ARGV[2], {}
-for _, peer in ipairs(redis.call('SMEMBERS', k('node', me, 'peers'))) do
-  local s = k('session', peer)
-  local home = redis.call('HGET', s, 'node')
-  if home and home ~= me and home ~= '' then
-    redis.call('SREM', k('node', me, 'peers'), peer)
-  elseif redis.call('HGET', s, 'held') ~= '1' then
-    table.insert(out, peer)
-  end
+local out = {}
+for _, peer in ipairs(listed(ARGV[2])) do
+  if redis.call('HGET', k('session', peer), 'held') ~= '1' then table.insert(out, peer) end
 end
 return out
 """
@@ -235,12 +243,8 @@ DEPART = (
     COMMON
     + """
 local me = ARGV[2]
-for _, peer in ipairs(redis.call('SMEMBERS', k('node', me, 'peers'))) do
-  local s = k('session', peer)
-  if redis.call('HGET', s, 'held') == '1' then
-    redis.call('HSET', s, 'node', '')
-    redis.call('SREM', k('node', me, 'peers'), peer)
-  end
+for _, peer in ipairs(listed(me)) do
+  if redis.call('HGET', k('session', peer), 'held') == '1' then homeless(me, peer) end
 end
 return redis.call('SCARD', k('node', me, 'peers'))
 """
@@ -303,7 +307,7 @@ class RedisSessions:
                     f"{self.prefix}node:{previous}:inbox", codec.encode_moved(peer_id)
                 )
             )
-        return Resumption("kept", messages, placeholder, previous == self.node_id)
+        return Resumption("kept", messages, placeholder)
 
     async def restore(self, peer_id: str) -> bool:
         return bool(await self._run("RESTORE", peer_id, self.node_id, _now_ms(), self._grace_ms))

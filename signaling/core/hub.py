@@ -85,16 +85,14 @@ class Resumed(NamedTuple):
 
 
 # What a resume that cannot be honoured is told, by why its session is not there.
+_NOT_RESUMED = (ErrorCode.SESSION_EXPIRED, "the session was not resumed in time and has ended; join afresh")
 _REFUSALS: dict[str, tuple[ErrorCode, str]] = {
     "unknown": (
         ErrorCode.SESSION_EXPIRED,
         "no such session: it expired, or the server restarted longer than the grace ago; join afresh",
     ),
-    "expired": (ErrorCode.SESSION_EXPIRED, "the session was not resumed in time and has ended; join afresh"),
-    "node_lost": (
-        ErrorCode.SESSION_EXPIRED,
-        "the session was not resumed in time and has ended; join afresh",
-    ),
+    "expired": _NOT_RESUMED,
+    "node_lost": _NOT_RESUMED,
     "overflow": (
         ErrorCode.SESSION_OVERFLOW,
         "more was sent to this session while it was away than the server keeps; it has ended, join afresh",
@@ -567,11 +565,10 @@ class Hub:
         """Whether a peer named in a restore is there (in `room`, if any), holding a session for
         it if nobody knows it: only for a peer that can resume (not an Ant Media SDK's, which
         comes back under a new id), within `budget`, and where the room has a seat for it."""
-        if room is not None and other in {m.peer_id for m in await self.store.members(room)}:
+        members = [m.peer_id for m in await self.store.members(room)] if room is not None else []
+        if other in members:
             return True
-        if not peers.resumable(other) or len(made) >= budget:
-            return False
-        if room is not None and len(await self.store.members(room)) >= self.room_capacity:
+        if not peers.resumable(other) or len(made) >= budget or len(members) >= self.room_capacity:
             return False
         if not await self.sessions.placeholder(other):
             return False

@@ -21,9 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
-from signaling.core.messages import (
-    Outbound,
-)
+from signaling.core.messages import Outbound
 
 # Why a session ended, as a later resume is told: "closed" (by its owner), "kicked" (an
 # operator), "revoked" (its token expired or no longer covers it), "expired" (not resumed within
@@ -36,12 +34,11 @@ Found = Literal["kept", "unknown", "closed", "kicked", "revoked", "expired", "no
 class Resumption(NamedTuple):
     """What a resume found. `kept`: the session, attached again, with the messages held for it;
     `placeholder`: it was rebuilt from other peers' claims after a restart and its owner's own
-    claims complete it; `previous`: it was still attached to an older connection."""
+    claims complete it."""
 
     found: Found
     messages: tuple[Outbound, ...] = ()
     placeholder: bool = False
-    previous: bool = False
 
 
 class SessionStore(Protocol):
@@ -132,7 +129,7 @@ class MemorySessions:
 
     async def resume(self, peer_id: str) -> Resumption:
         if peer_id in self._attached:
-            return Resumption("kept", previous=True)
+            return Resumption("kept")  # its older connection is let go by the caller
         held = self._held.get(peer_id)
         if held is not None:
             if held.overflowed:
@@ -176,10 +173,6 @@ class MemorySessions:
         for peer_id, why in ended:
             await self.end(peer_id, why)
         return ended
-
-    def held(self) -> int:
-        """How many sessions are held without a connection (metrics, tests)."""
-        return len(self._held)
 
     def _restorable(self) -> bool:
         return self._clock() < self._started + self.grace
