@@ -87,10 +87,10 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
 
 
 class SocketIOSink:
-    def __init__(self, sio: SignalingServer, sid: str, moved: Callable[[str], None]) -> None:
+    def __init__(self, sio: SignalingServer, sid: str, unmap: Callable[[str], object]) -> None:
         self._sio = sio
         self._sid = sid
-        self._moved = moved
+        self._unmap = unmap  # forgets that this connection carries the session
         self._session: DirectSocket | None = None  # known once the namespace connection is complete
         # While a resume is answered: what arrives waits here, to follow the ack and the messages
         # held for the session, in that order.
@@ -135,7 +135,8 @@ class SocketIOSink:
         self._sio.drop(self._sid, reason)
 
     async def moved(self) -> None:
-        self._moved(self._sid)
+        # Resumed on another node: the connection goes, the session lives on there.
+        self._unmap(self._sid)
         self._sio.drop(self._sid, "the session was resumed on another node")
 
 
@@ -191,14 +192,14 @@ class SocketIOTransport:
                 )
             connection = self._connections[sid] = self._guard.open(address, "socketio", token, limiter)
         except SignalingError as error:
-            del self._peers[sid], self._sids[peer]
+            self._unmap(sid)
             log.warning(
                 "peer=%s from %s refused: %s", peer, address, error.message, extra={"code": error.code}
             )
             # socket.io clients get {message, data: {code, message}} in their connect_error event.
             raise socketio.exceptions.ConnectionRefusedError(error.message, error.to_dict()) from None
         log.info("peer=%s connected from %s", peer, address)
-        await self._hub.connect(peer, SocketIOSink(self._sio, sid, self._moved))
+        await self._hub.connect(peer, SocketIOSink(self._sio, sid, self._unmap))
         self._guard.watch_expiry(
             connection, partial(self._expired, sid), partial(self._narrowed, sid, connection)
         )
@@ -217,10 +218,9 @@ class SocketIOTransport:
         connection = self._connections.pop(sid, None)
         if connection is not None:
             self._guard.close(connection)
-        peer = self._peers.pop(sid, None)
-        if peer is None or self._sids.get(peer) != sid:
+        peer = self._unmap(sid)
+        if peer is None:
             return  # its session was resumed on another connection
-        del self._sids[peer]
         log.info("peer=%s disconnected (%s)", peer, reason)
         # A goodbye (the client's own disconnect) or a cut-off for abuse ends the session now;
         # any other loss of the connection holds it for the client to resume, within the
@@ -249,12 +249,13 @@ class SocketIOTransport:
         timer = asyncio.get_running_loop().call_later(self._hub.sessions.grace, self._release_held, peer)
         self._held_addresses[peer] = (address, timer)
 
-    def _moved(self, sid: str) -> None:
-        """The session on this connection was resumed on another node: the connection goes, and
-        its session with it from here (it lives on there)."""
+    def _unmap(self, sid: str) -> str | None:
+        """Forget which session a connection carries: its peer, if the connection still had it."""
         peer = self._peers.pop(sid, None)
-        if peer is not None and self._sids.get(peer) == sid:
-            del self._sids[peer]
+        if peer is None or self._sids.get(peer) != sid:
+            return None
+        del self._sids[peer]
+        return peer
 
     def _release_held(self, peer: str) -> None:
         held = self._held_addresses.pop(peer, None)
@@ -371,7 +372,7 @@ class SocketIOTransport:
         claims = request["restore"]
         if self._guard.auth_required:
             await self._check_grant(old, connection, claims)
-        sink = SocketIOSink(self._sio, sid, self._moved)
+        sink = SocketIOSink(self._sio, sid, self._unmap)
         sink.wait()
         resumed = await self._hub.resume(
             old, sink, claims, placeholders=self._held.available(connection.address)
