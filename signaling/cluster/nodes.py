@@ -195,14 +195,16 @@ class Node:
         first = True
         while True:
             try:
-                await self.sessions.start()
-                await self._share_key()
                 renewed = await self.client.set(alive, "1", xx=True, px=self.lease_ms)
                 if not renewed:
+                    # Joining, or Redis lost what it held (restarted empty, or this node was
+                    # presumed dead): the sessions' epoch and key, before clients come back.
+                    await self.sessions.start()
+                    await self._share_key()
                     await self.client.set(alive, "1", px=self.lease_ms)
                     if not first:
                         log.warning(
-                            "node %s lost its lease: evicting local peers so they rejoin", self.node_id
+                            "node %s lost its lease: evicting local peers so they resume", self.node_id
                         )
                         await self.delivery.evict_all("shared state was lost")
                 # Every time: a reaper that finished late may have taken this node off the list.
