@@ -3,9 +3,11 @@
     bench/run            # the full suite (a few minutes); bench/run --quick for a smoke run
     bench/run --only reconnect   # one part of it (see GROUPS), printed, not written unless --out
 
-Starts the servers itself (and a redis-server for the two-node scenario), drives them with the
-Node load generator in bench/load, measures server CPU and memory from /proc, and writes
-bench/results/results.md, results.json and results.png.
+Starts the servers itself (and for the cluster part, this server, Node socket.io with
+@socket.io/redis-adapter and python-socketio with AsyncRedisManager, each on two nodes with a
+redis-server of its own: see bench/reference), drives them with the Node load generator in
+bench/load, measures server CPU and memory from /proc, and writes bench/results/results.md,
+results.json and results.png.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +55,8 @@ class Server:
     name: str
     url: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # A cluster's own Redis, whose commands a throughput run counts (see `load`).
+    redis_url: str | None = None
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -105,34 +111,65 @@ DEFAULT_LIMITS = {
 
 
 @contextmanager
-def start_ours(nodes: int = 1, redis_url: str | None = None, **env: str) -> Iterator[Server]:
-    server = Server("this server" if nodes == 1 else f"this server, {nodes} nodes", "")
+def start_nodes(
+    name: str, nodes: int, spawn: Callable[[int], subprocess.Popen[bytes]], health: str = "/"
+) -> Iterator[Server]:
+    """`nodes` processes of one server, each started by `spawn(port)` on a port of its own."""
+    server = Server(name, "")
     ports = [free_port() for _ in range(nodes)]
-    extra = {"REDIS_URL": redis_url, **env} if redis_url else env
     try:
         for port in ports:
-            server.processes.append(
-                subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=ours_env(port, **extra))
-            )
+            server.processes.append(spawn(port))
         for port in ports:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
+            wait_http(f"http://127.0.0.1:{port}{health}")
         server.url = " ".join(f"http://127.0.0.1:{port}" for port in ports)
         yield server
     finally:
         stop(server.processes)
 
 
-@contextmanager
-def start_reference() -> Iterator[Server]:
-    port = free_port()
-    process = subprocess.Popen(
-        ["node", str(BENCH / "reference" / "server.js"), str(port)], stdout=subprocess.DEVNULL
+def start_ours(
+    nodes: int = 1, redis_url: str | None = None, env: Mapping[str, str] | None = None
+) -> ContextManager[Server]:
+    extra = {**(env or {}), **({"REDIS_URL": redis_url} if redis_url else {})}
+    return start_nodes(
+        "this server" if nodes == 1 else f"this server, {nodes} nodes",
+        nodes,
+        lambda port: subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=ours_env(port, **extra)),
+        health="/healthz",
     )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/")
-        yield Server("Node socket.io relay", f"http://127.0.0.1:{port}", [process])
-    finally:
-        stop([process])
+
+
+def start_reference() -> ContextManager[Server]:
+    """The classic Node.js socket.io relay (bench/reference/server.js)."""
+    script = str(BENCH / "reference" / "server.js")
+    return start_nodes(
+        "Node socket.io relay",
+        1,
+        lambda port: subprocess.Popen(["node", script, str(port)], stdout=subprocess.DEVNULL),
+    )
+
+
+def start_reference_cluster(redis_url: str, nodes: int = 2) -> ContextManager[Server]:
+    """The same relay on nodes sharing rooms through @socket.io/redis-adapter
+    (bench/reference/cluster.js)."""
+    script = str(BENCH / "reference" / "cluster.js")
+    return start_nodes(
+        f"Node socket.io + redis-adapter, {nodes} nodes",
+        nodes,
+        lambda port: subprocess.Popen(["node", script, str(port), redis_url], stdout=subprocess.DEVNULL),
+    )
+
+
+def start_python_relay(redis_url: str | None = None, nodes: int = 1) -> ContextManager[Server]:
+    """The same relay on python-socketio and aiohttp (bench/reference/asyncredis_relay.py); with
+    `redis_url`, nodes sharing rooms through python-socketio's AsyncRedisManager."""
+    command = [sys.executable, str(BENCH / "reference" / "asyncredis_relay.py")]
+    return start_nodes(
+        "python-socketio relay" if redis_url is None else f"python-socketio AsyncRedisManager, {nodes} nodes",
+        nodes,
+        lambda port: subprocess.Popen([*command, str(port), *([redis_url] if redis_url else [])]),
+    )
 
 
 @contextmanager
@@ -160,7 +197,42 @@ def start_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         stop([process])
 
 
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+@contextmanager
+def clustered(start: Callable[[str], ContextManager[Server]]) -> Iterator[Server]:
+    """Nodes started by `start(redis_url)` around a fresh redis-server of their own, whose CPU
+    counts against them and whose commands a throughput run counts."""
+    with start_redis() as (redis_url, redis_process), start(redis_url) as server:
+        server.processes.append(redis_process)
+        server.redis_url = redis_url
+        yield server
+
+
+def redis_commands(url: str) -> dict[str, int]:
+    """The commands a Redis has run so far, by name, as its INFO commandstats counts them: those
+    that scripts ran included (the script's own EVALSHA too), this reading's INFO not yet."""
+    address = urllib.parse.urlsplit(url)
+    with socket.create_connection((address.hostname or "127.0.0.1", address.port or 6379), 5) as sock:
+        sock.sendall(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+        reply = b""
+        while b"\r\n" not in reply:
+            reply += sock.recv(65536)
+        head, reply = reply.split(b"\r\n", 1)
+        if not head.startswith(b"$"):
+            raise RuntimeError(f"INFO commandstats: unexpected reply {head!r}")
+        while len(reply) < int(head[1:]):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("INFO commandstats: the connection closed mid-reply")
+            reply += chunk
+    counts: dict[str, int] = {}
+    for line in reply[: int(head[1:])].decode().splitlines():
+        if line.startswith("cmdstat_"):
+            name, stats = line[len("cmdstat_") :].split(":", 1)
+            counts[name] = int(dict(pair.split("=", 1) for pair in stats.split(","))["calls"])
+    return counts
+
+
+def stop(processes: Sequence[subprocess.Popen[Any]]) -> None:
     for process in processes:
         if process.poll() is None:
             process.terminate()
@@ -174,13 +246,17 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 def load(server: Server, scenario: str, *flags: str) -> dict[str, Any]:
     """Run one scenario against `server`. Throughput runs are gated: the server's CPU is read
     from the moment all pairs have joined to the moment the result is in, so connecting and
-    joining (costlier here than in the Node relay) do not count against relaying."""
+    joining (costlier here than in the Node relay) do not count against relaying; and so are the
+    commands of a cluster's Redis (INFO commandstats), in `redis_commands`."""
     urls = server.url.split()
     gated = scenario == "throughput"
     command = ["node", str(LOAD), scenario, "--url", urls[0], *flags, *(["--gated", "1"] if gated else [])]
     if len(urls) > 1:
         command += ["--url2", urls[1]]
     before = server.cpu_seconds()
+    counting = server.redis_url if gated else None
+    commands_before: dict[str, int] = {}
+    commands_after: dict[str, int] = {}
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdin is not None and process.stdout is not None
     load_before = 0.0
@@ -188,10 +264,14 @@ def load(server: Server, scenario: str, *flags: str) -> dict[str, Any]:
         if gated:
             json.loads(process.stdout.readline())  # {"ready": pairs}
             before, load_before = server.cpu_seconds(), tree_cpu_seconds(process.pid)
+            if counting:
+                commands_before = redis_commands(counting)
             process.stdin.write("go\n")
             process.stdin.flush()
         line = process.stdout.readline()
         after, load_after = server.cpu_seconds(), tree_cpu_seconds(process.pid)
+        if counting:
+            commands_after = redis_commands(counting)
         process.stdin.close()
         if process.wait(900) != 0 or not line:
             raise RuntimeError(f"load generator failed: {' '.join(command)}")
@@ -202,6 +282,11 @@ def load(server: Server, scenario: str, *flags: str) -> dict[str, Any]:
     result["server_cpu_seconds"] = after - before
     # The load generator's own CPU over the same window: whether it, not the server, was the limit.
     result["load_cpu_seconds"] = load_after - load_before
+    if counting:
+        # What Redis ran over the same window, less the INFO that took the first reading.
+        commands_after["info"] = commands_after.get("info", 0) - 1
+        delta = {name: calls - commands_before.get(name, 0) for name, calls in commands_after.items()}
+        result["redis_commands"] = {name: calls for name, calls in sorted(delta.items()) if calls}
     return result
 
 
@@ -419,7 +504,7 @@ def capacity(server: Server, clients: int) -> dict[str, Any]:
 
 
 def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
-    size = {
+    size: dict[str, Any] = {
         "pairs": "10" if quick else "50",
         "seconds": "2" if quick else "6",
         "latency_pairs": "5" if quick else "20",
@@ -432,11 +517,11 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
     rows: list[dict[str, Any]] = results["rows"]
 
     # This machine kind's speed drifts from minute to minute (the same run varies by a third):
-    # each comparison alternates the two servers over several short rounds (see `several`).
+    # each comparison alternates the servers over several short rounds (see `several`).
     rounds = 1 if quick else 7
     results["rounds"] = rounds
 
-    def both(label: str, metric: str, unit: str, better: str, measure: Any) -> None:
+    def both(label: str, metric: str, unit: str, better: str, measure: Callable[[Server], Any]) -> None:
         several([(label, metric, unit, better, None)], measure, rounds=1)
 
     def pick(value: Any, key: str | None) -> Any:
@@ -446,35 +531,51 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
         return float(statistics.median(pick(v, key) for v in values))
 
     def several(
-        specs: list[tuple[str, str, str, str, str | None]], measure: Any, rounds: int = rounds
-    ) -> tuple[list[Any], list[Any]]:
-        """Measure both servers, alternating, `rounds` times; a row per spec, whose last field
-        picks a key of what `measure` returns (None: the value itself). A row holds the medians,
-        and as its ratio the median of the rounds' ratios: each round compares two runs made
-        moments apart, which this machine's drifting speed affects alike. Returns the
-        measurements."""
-        mine, theirs = [], []
-        with start_ours() as ours, start_reference() as reference:
-            for _ in range(rounds):
-                mine.append(measure(ours))
-                theirs.append(measure(reference))
+        specs: list[tuple[str, str, str, str, str | None]],
+        measure: Callable[[Any], Any],
+        setups: Sequence[Setup] = (("this server", start_ours), ("Node socket.io relay", start_reference)),
+        rounds: int = rounds,
+    ) -> dict[str, list[Any]]:
+        """Measure each setup (this server first, then what it is compared with) `rounds` times,
+        taking turns, each round starting from the next setup; a row per spec, whose last field
+        picks a key of what `measure` returns (None: the value itself). A row holds the medians:
+        this server's as `ours`, the first anchor's as `reference`, and with more than one anchor
+        all of theirs by name in `anchors`. Its ratio is the median of the rounds' ratios (each
+        round compares runs made moments apart, which this machine's drifting speed affects
+        alike): against the first anchor in `ratio`, against each by name in `ratios`. Returns
+        the measurements by setup."""
+        measured: dict[str, list[Any]] = {name: [] for name, _ in setups}
+        with contextlib.ExitStack() as stack:
+            started = [(name, stack.enter_context(start())) for name, start in setups]
+            for round_ in range(rounds):
+                turn = round_ % len(started)
+                for name, server in started[turn:] + started[:turn]:
+                    measured[name].append(measure(server))
+        (mine, *_), anchors = measured.values(), [name for name, _ in setups[1:]]
         for label, metric, unit, better, key in specs:
-            row = {
+            values = {name: median(measured[name], key) for name in anchors}
+            ratios: dict[str, float] = {}
+            for name in anchors:
+                paired = [
+                    ratio({"better": better, "ours": pick(m, key), "reference": pick(t, key)})
+                    for m, t in zip(mine, measured[name], strict=True)
+                ]
+                if all(r is not None for r in paired):
+                    ratios[name] = float(statistics.median(r for r in paired if r is not None))
+            row: dict[str, Any] = {
                 "label": label,
                 "metric": metric,
                 "unit": unit,
                 "better": better,
                 "ours": median(mine, key),
-                "reference": median(theirs, key),
+                "reference": values[anchors[0]],
             }
-            paired = [
-                ratio({**row, "ours": pick(m, key), "reference": pick(t, key)})
-                for m, t in zip(mine, theirs, strict=True)
-            ]
-            if None not in paired:
-                row["ratio"] = float(statistics.median(paired))  # type: ignore[type-var]
+            if anchors[0] in ratios:
+                row["ratio"] = ratios[anchors[0]]
+            if len(anchors) > 1:
+                row["anchors"], row["ratios"] = values, ratios
             rows.append(row)
-        return mine, theirs
+        return measured
 
     # Half the cores for the load generator, half for the server under test.
     procs = str(max(1, (os.cpu_count() or 2) // 2))
@@ -494,7 +595,7 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
         return load(server, "throughput", *throughput, *extra)
 
     def cpu_per_1000(result: dict[str, Any]) -> float:
-        return 1000 * result["server_cpu_seconds"] / max(1, result["messages"])
+        return float(1000 * result["server_cpu_seconds"] / max(1, result["messages"]))
 
     def relay(server: Server) -> dict[str, float]:
         result = tp(server)
@@ -505,7 +606,7 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
         }
 
     if "relay" in only:
-        mine, theirs = several(
+        measured = several(
             [
                 ("relay throughput", "messages/s", "msg/s", "higher", "rate"),
                 ("CPU per 1,000 relayed", "server CPU-seconds", "s", "lower", "cpu"),
@@ -514,8 +615,7 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
         )
         # Context for the table: whether the load generator, not the server, was the limit.
         results["load_generator_cores"] = {
-            "this server": median(mine, "load_cores"),
-            "Node socket.io relay": median(theirs, "load_cores"),
+            name: median(runs, "load_cores") for name, runs in measured.items()
         }
     if "latency" in only:
         several(
@@ -523,13 +623,11 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
             lambda s: load(s, "latency", *latency),
         )
     for clients in size["capacities"] if "memory" in only else []:
-        both(
-            f"memory, {clients} idle clients",
-            "bytes per client",
-            "B",
-            "lower",
-            lambda s, c=clients: capacity(s, c)["bytes_per_client"],
-        )
+
+        def per_client(server: Server, clients: int = clients) -> float:
+            return float(capacity(server, clients)["bytes_per_client"])
+
+        both(f"memory, {clients} idle clients", "bytes per client", "B", "lower", per_client)
     if "setup" in only:
         both(
             "call setup, p50",
@@ -539,7 +637,7 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
             lambda s: load(s, "setup", "--calls", size["calls"])["p50"],
         )
 
-    # Only this server speaks Ant Media's protocol, runs as a cluster and resumes sessions.
+    # Only this server speaks Ant Media's protocol and resumes sessions.
     if "antmedia" in only:
         with start_ours() as ours:
             am = load(ours, "throughput", *throughput, "--protocol", "antmedia")
@@ -552,7 +650,7 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
         # coming back, on a server with its default limits (the attackers have an address of
         # their own).
         flooders = 5 if quick else 20
-        with start_ours(**DEFAULT_LIMITS) as guarded:
+        with start_ours(env=DEFAULT_LIMITS) as guarded:
             calm = load(guarded, "latency", *latency)
             with attacking(guarded, flooders) as attack:
                 stormy = load(guarded, "latency", *latency)
@@ -567,21 +665,97 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS) -> dict[str, Any]:
             single("of which got to flood before being cut off", "connections", attack.get("flooded", 0))
         )
     if "cluster" in only:
-        with start_redis() as (redis_url, redis_process), start_ours(nodes=2, redis_url=redis_url) as cluster:
-            cluster.processes.append(redis_process)  # Redis's CPU counts against the cluster too
-            pair = load(cluster, "throughput", *throughput)
-            pair_latency = load(cluster, "latency", *latency)
-            setup = load(cluster, "setup", "--calls", size["calls"])
-        rows.append(single("2 nodes + Redis, peers on different nodes: throughput", "msg/s", pair["rate"]))
-        rows.append(single("2 nodes + Redis: CPU per 1,000 (both nodes + Redis)", "s", cpu_per_1000(pair)))
-        rows.append(
-            single(f"2 nodes + Redis: latency at {size['rate']} msg/s, p99", "ms", pair_latency["p99"])
+        # Three ways to scale the relay out, each on 2 nodes with a fresh Redis of its own and
+        # with every pair's peers on different nodes (every message crosses Redis); and each
+        # stack's 1-node relay, without Redis, so that what the cluster costs it reads off too.
+        stacks: list[Setup] = [
+            (
+                "this server",
+                lambda: started(start_ours(), clustered(lambda url: start_ours(nodes=2, redis_url=url))),
+            ),
+            (
+                "Node socket.io + redis-adapter",
+                lambda: started(start_reference(), clustered(start_reference_cluster)),
+            ),
+            (
+                "python-socketio + AsyncRedisManager",
+                lambda: started(
+                    start_python_relay(), clustered(lambda url: start_python_relay(url, nodes=2))
+                ),
+            ),
+        ]
+
+        def scale_out(servers: tuple[Server, Server]) -> dict[str, Any]:
+            local, cluster = servers
+            alone, pair = tp(local), tp(cluster)
+            messages = max(1, pair["messages"])
+            commands: dict[str, int] = pair["redis_commands"]
+            return {
+                "rate": float(pair["rate"]),
+                "cpu": cpu_per_1000(pair),
+                "local_cpu": cpu_per_1000(alone),
+                # CPU is read in clock ticks: a tiny quick run may read 0.
+                "growth": cpu_per_1000(pair) / cpu_per_1000(alone) if cpu_per_1000(alone) else 0.0,
+                "p99": float(load(cluster, "latency", *latency)["p99"]),
+                "setup": float(load(cluster, "setup", "--calls", size["calls"])["p50"]),
+                "redis": sum(commands.values()) / messages,
+                "redis_by_command": {name: calls / messages for name, calls in commands.items()},
+                "load_cores": pair["load_cpu_seconds"] / pair["seconds"],
+            }
+
+        measured = several(
+            [
+                ("2 nodes + Redis, peers on different nodes: throughput", "msg/s", "msg/s", "higher", "rate"),
+                (
+                    "2 nodes + Redis: CPU per 1,000 (both nodes + Redis)",
+                    "server CPU-seconds",
+                    "s",
+                    "lower",
+                    "cpu",
+                ),
+                ("1 node, no Redis: CPU per 1,000", "server CPU-seconds", "s", "lower", "local_cpu"),
+                (
+                    "2 nodes + Redis: CPU per 1,000, as a multiple of 1 node's",
+                    "ratio",
+                    "x",
+                    "lower",
+                    "growth",
+                ),
+                (f"2 nodes + Redis: latency at {size['rate']} msg/s, p99", "p99", "ms", "lower", "p99"),
+                ("2 nodes + Redis: call setup, p50", "ms", "ms", "lower", "setup"),
+                ("2 nodes + Redis: Redis commands", "commands", "per relayed message", "lower", "redis"),
+            ],
+            scale_out,
+            setups=stacks,
         )
-        rows.append(single("2 nodes + Redis: call setup, p50", "ms", setup["p50"]))
+        results["cluster"] = {
+            # Medians over the rounds, a command a round did not run counting 0 there.
+            "redis_commands_per_message": {
+                name: {
+                    command: float(
+                        statistics.median(run["redis_by_command"].get(command, 0.0) for run in runs)
+                    )
+                    for command in sorted({command for run in runs for command in run["redis_by_command"]})
+                }
+                for name, runs in measured.items()
+            },
+            "load_generator_cores": {name: median(runs, "load_cores") for name, runs in measured.items()},
+        }
     if "reconnect" in only:
         # Resume against the full rejoin of clients from before sessions, on this server alone.
         results["reconnect"] = storms(size["storms"], rounds=1 if quick else 3)
     return results
+
+
+# A server (or servers) to compare, by name: what starts it.
+Setup = tuple[str, Callable[[], ContextManager[Any]]]
+
+
+@contextmanager
+def started(*servers: ContextManager[Server]) -> Iterator[tuple[Server, ...]]:
+    """Several servers up at once, as one setup."""
+    with contextlib.ExitStack() as stack:
+        yield tuple(stack.enter_context(server) for server in servers)
 
 
 def single(label: str, unit: str, value: float) -> dict[str, Any]:
@@ -631,6 +805,7 @@ def ratio(row: dict[str, Any]) -> float | None:
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
+    rounds = results.get("rounds", 1)
     lines = [
         f"Machine: {m['cpu']}; Python {m['python']}, Node {m['node']}; {m['date']}"
         + (" (quick smoke run: numbers not meaningful)" if results["quick"] else "")
@@ -641,8 +816,8 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         "Load generator and servers share the machine; server CPU is read from /proc."
         + (
-            f" Throughput and latency figures are medians of {results.get('rounds', 1)} rounds that "
-            "alternate the two servers; their ratio is the median of the rounds' ratios."
+            f" Throughput and latency figures are medians of {rounds} round{'s' * (rounds != 1)} that "
+            "alternate the servers compared; their ratios are medians of the rounds' ratios."
             if results["rows"]
             else ""
         ),
@@ -653,8 +828,44 @@ def markdown(results: dict[str, Any]) -> str:
             + ", ".join(f"{name} {share:.2f}" for name, share in results["load_generator_cores"].items())
             + "."
         )
-    if results["rows"]:
-        lines += ["", *table(results["rows"], ("this server", "Node socket.io relay", "this server is"))]
+    pair = [row for row in results["rows"] if "anchors" not in row]
+    if pair:
+        lines += ["", *table(pair, ("this server", "Node socket.io relay", "this server is"))]
+    if "cluster" in results:
+        cluster = results["cluster"]
+        names = list(cluster["load_generator_cores"])
+        lines += [
+            "",
+            "Scale-out, three ways in the same run: each on 2 nodes with a fresh redis-server of its "
+            "own, every pair's peers on different nodes (every relayed message crosses Redis), the "
+            "stacks taking turns in each round. This server; the Node relay of "
+            "`bench/reference/cluster.js` (`server.js` on `@socket.io/redis-adapter` with node-redis); "
+            "and the same relay on python-socketio and aiohttp with python-socketio's "
+            "`AsyncRedisManager` (`bench/reference/asyncredis_relay.py`). CPU counts both nodes and "
+            "Redis. The 1-node row is each stack alone without Redis (this server, `server.js`, "
+            "`asyncredis_relay.py` without a manager), measured in the same rounds. Redis commands are "
+            "Redis's own count (INFO commandstats: commands run inside scripts count, and so does the "
+            "script's EVALSHA) over the throughput runs' relaying, per message relayed.",
+            "Redis commands per relayed message, by command (medians): "
+            + "; ".join(
+                f"{name} "
+                + ", ".join(
+                    f"{command} {per:.2f}"
+                    for command, per in sorted(by_command.items(), key=lambda item: -item[1])
+                    if per >= 0.005
+                )
+                for name, by_command in cluster["redis_commands_per_message"].items()
+            )
+            + ".",
+            "Load generator CPU during the 2-node throughput runs, in cores: "
+            + ", ".join(f"{name} {share:.2f}" for name, share in cluster["load_generator_cores"].items())
+            + ".",
+            "",
+            *table(
+                [row for row in results["rows"] if "anchors" in row],
+                (*names, *(f"vs {name}" for name in names[1:])),
+            ),
+        ]
     if "reconnect" in results:
         storm = results["reconnect"]
         again = storm["reconnection"]
@@ -680,14 +891,23 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table(rows: list[dict[str, Any]], columns: tuple[str, str, str]) -> list[str]:
-    lines = [f"| measure | {' | '.join(columns)} |", "|---|---|---|---|"]
+def verdict(r: float | None) -> str:
+    return "—" if r is None else (f"{r:.2f}x better" if r >= 1 else f"{1 / r:.2f}x worse")
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """A markdown table: a column per server compared (this server first), then a verdict per
+    anchor; a row with `anchors` has one for each, the others the one `reference`."""
+    lines = [f"| measure | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
     for row in rows:
-        r = ratio(row)
-        verdict = "—" if r is None else (f"{r:.2f}x better" if r >= 1 else f"{1 / r:.2f}x worse")
+        if "anchors" in row:
+            values = [row["ours"], *row["anchors"].values()]
+            verdicts = [verdict(row["ratios"].get(name)) for name in row["anchors"]]
+        else:
+            values, verdicts = [row["ours"], row["reference"]], [verdict(ratio(row))]
         unit = "" if row["unit"] in ("B",) else f" ({row['unit']})"
-        ours, theirs = fmt(row["ours"], row["unit"]), fmt(row["reference"], row["unit"])
-        lines.append(f"| {row['label']}{unit} | {ours} | {theirs} | {verdict} |")
+        cells = [fmt(value, row["unit"]) for value in values] + verdicts
+        lines.append(f"| {row['label']}{unit} | {' | '.join(cells)} |")
     return lines
 
 
@@ -696,16 +916,23 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    rows = [row for row in results["rows"] if ratio(row) is not None]
-    labels = [row["label"] for row in rows]
-    values = [ratio(row) for row in rows]
-    figure, axes = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
-    colors = ["#2e9e5b" if v is not None and v >= 1 else "#d0583a" for v in values]
-    axes.barh(labels, values, color=colors)
+    bars: list[tuple[str, float]] = []
+    for row in results["rows"]:
+        if "anchors" in row:
+            bars += [(f"{row['label']}, vs {name}", r) for name, r in row["ratios"].items()]
+        elif (r := ratio(row)) is not None:
+            bars.append((row["label"], r))
+    figure, axes = plt.subplots(figsize=(13, 0.45 * len(bars) + 1.5))
+    colors = ["#2e9e5b" if value >= 1 else "#d0583a" for _, value in bars]
+    axes.barh([label for label, _ in bars], [value for _, value in bars], color=colors)
     axes.axvline(1, color="black", linewidth=1)
-    axes.set_xscale("log")
-    axes.set_xlabel("this server vs the Node socket.io relay (x better; log scale, right of 1 is better)")
+    axes.set_xscale("log", base=2)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.set_title("this server vs the Node socket.io relay, or the anchor named")
+    axes.set_xlabel("x better (log scale; right of 1 is better)")
     axes.invert_yaxis()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
