@@ -13,7 +13,7 @@ import pytest
 import socketio
 from engineio import async_socket
 
-from signaling.transports.engine import RELIES_ON, DirectSocket
+from signaling.transports.engine import RELIES_ON, DirectSocket, Pinger
 
 
 def owner(path: str) -> Any:
@@ -60,5 +60,7 @@ def test_switching_a_session_to_directsocket_keeps_its_state() -> None:
     session = async_socket.AsyncSocket(server.eio, "sid")
     assert not hasattr(async_socket.AsyncSocket, "__slots__")
     assert DirectSocket.__init__ is async_socket.AsyncSocket.__init__
-    adopted = DirectSocket.adopt(session, 1024)
+    pinger = Pinger(25)
+    adopted = DirectSocket.adopt(session, 1024, pinger)
     assert adopted is session and adopted.sid == "sid" and adopted.max_unread == 1024
+    assert adopted.pinger is pinger

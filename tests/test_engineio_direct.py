@@ -98,6 +98,34 @@ async def test_client_that_stops_answering_pings_is_closed_and_leaves(start_serv
     await wait_for(lambda: not running.store._peer_rooms, "the silent client to leave its room")
 
 
+async def test_idle_websocket_sessions_hold_no_queue_and_no_ping_task_yet_get_their_pings(
+    start_server: StartServer,
+) -> None:
+    # What an idle connection costs: engine.io's packet queue is gone once the WebSocket is up, and
+    # pings come from the server's one Pinger, at the interval, as engine.io's own task sent them.
+    running = await start_server(ping_interval=0.2, ping_timeout=0.3)
+    url = running.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        assert (await ws.receive(timeout=5)).data.startswith("0{")
+        await ws.send_str("40")
+        assert (await ws.receive(timeout=5)).data.startswith("40")
+        assert (await ws.receive(timeout=5)).data.startswith('42["session"')
+        (session,) = running.sio.eio.sockets.values()
+        assert isinstance(session, DirectSocket) and session.queue is None
+        assert not [task for task in asyncio.all_tasks() if "_send_ping" in repr(task.get_coro())]
+        loop = asyncio.get_running_loop()
+        started, pings = loop.time(), []
+        while len(pings) < 3:
+            message = await ws.receive(timeout=2)
+            assert message.data == "2", message.data
+            pings.append(loop.time() - started)
+            await ws.send_str("3")
+            started = loop.time()
+        # Each ping an interval after the pong before it (plus at most a tick, and the loop's slack).
+        assert all(0.19 <= gap < 0.3 for gap in pings), pings
+        assert not session.closed
+
+
 async def test_server_side_close_closes_the_websocket(start_server: StartServer) -> None:
     server = await start_server(session_grace=0)  # the peer leaves as soon as its connection goes
     alice = SignalingClient()

@@ -7,6 +7,7 @@
   close semantics, but reads frames in one loop and writes each packet to the transport on the
   spot, in the order `send` is called (see signaling.transports.frames for the cap on what a
   client leaves unread). It also fixes engine.io's long-polling edge cases (see its methods).
+- `Pinger`: engine.io's heartbeat for all of a server's sessions, instead of a task per session.
 - `SignalingServer`: python-socketio's server, decoding client packets itself and handing every
   event to one dispatcher.
 
@@ -19,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -56,32 +59,97 @@ class DirectWebSocket:
         return self.response
 
 
+# A ping may be sent this much after its interval, at most (less for intervals under 2.5 s).
+PING_LATENESS = 0.05
+
+
+class Pinger:
+    """Sends engine.io's pings for every session of a server, one timer per tick in which pings
+    fall due. engine.io starts a task per session that sleeps for the ping interval: an idle
+    connection then costs a task, its coroutine, a future and a timer (~1.5 KB), all the time.
+
+    A ping goes out at most a tick late, the same way engine.io's does (what `last_ping` records is
+    when it was sent), so dead peers are detected after the same ping timeout.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.tick = min(PING_LATENESS, interval / 50)
+        self._due: dict[int, list[DirectSocket]] = {}  # tick number -> sessions to ping then
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def schedule(self, socket: DirectSocket) -> None:
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + self.interval) / self.tick)
+        sockets = self._due.get(tick)
+        if sockets is None:
+            sockets = self._due[tick] = []
+            loop.call_at(tick * self.tick, self._fire, tick)
+        sockets.append(socket)
+
+    def _fire(self, tick: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._ping(self._due.pop(tick)))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    @staticmethod
+    async def _ping(sockets: list[DirectSocket]) -> None:
+        for socket in sockets:
+            try:
+                await socket.ping()
+            except Exception:  # one session's failure must not cost the others their pings
+                log.exception("eio_sid=%s ping failed", socket.sid)
+
+
 class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     """An engine.io session; `adopt` turns the sessions engine.io creates into this class."""
 
     connected: bool  # engine.io's own state, declared for the type checker
+    # engine.io's queue of packets for a long-polling client; None once the session is on a
+    # WebSocket, which never uses it (an asyncio.Queue holds four deques: ~3 KB per connection).
+    queue: asyncio.Queue[packet.Packet | None] | None
+    last_ping: float | None  # engine.io's: when the unanswered ping went out, None if answered
     max_unread: int  # bytes; set by `adopt`
+    pinger: Pinger  # set by `adopt`
     # Per-session state beyond engine.io's, all with class-level defaults: no constructor needed.
     _writer: FrameWriter | None = None
     _response: web.WebSocketResponse | None = None
     _closer: asyncio.Task[Any] | None = None
     _queued: int = 0  # characters waiting in engine.io's queue for a long-polling client
     _cutting: asyncio.Task[Any] | None = None
+    _polling: bool = False  # a long-poll is waiting on the queue
 
     @classmethod
-    def adopt(cls, socket: async_socket.AsyncSocket, max_unread: int) -> DirectSocket:
+    def adopt(cls, socket: async_socket.AsyncSocket, max_unread: int, pinger: Pinger) -> DirectSocket:
         # engine.io constructs its sockets itself, with no hook for a subclass. This subclass has
         # no constructor of its own (its extra fields default at class level), so switching the
-        # class of a session right after engine.io created it is safe.
+        # class of a session right after engine.io created it is safe. engine.io schedules the
+        # first ping after this, once the application accepted the connection.
         socket.__class__ = cls
         socket.max_unread = max_unread
+        socket.pinger = pinger
         return cast(DirectSocket, socket)
+
+    def schedule_ping(self) -> None:
+        # engine.io's, but on the shared pinger: called at connect and on every pong, it
+        # schedules a ping only if the last one was answered (or none was sent yet).
+        if self.last_ping:
+            self.last_ping = None
+            self.pinger.schedule(self)
+
+    async def ping(self) -> None:
+        """What engine.io's ping task does once its interval is over."""
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            await self.send(packet.Packet(packet.PING))
 
     async def send(self, pkt: packet.Packet) -> None:
         writer = self._writer
         if self.closed:
             return  # nobody will read it; queueing it would only hold memory
         if writer is None:
+            if self.queue is None:
+                return  # its WebSocket is gone: nobody will read it
             # Long-polling, or the WebSocket is not ready yet: engine.io's queue, drained by polls.
             self._queued += len(pkt.data) if isinstance(pkt.data, str | bytes) else 0
             if self._queued > self.max_unread:
@@ -103,8 +171,14 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             writer.write(b"4" + data)
 
     async def poll(self) -> list[packet.Packet]:
-        packets: list[packet.Packet] = await super().poll()
+        self._polling = True
+        try:
+            packets: list[packet.Packet] = await super().poll()
+        finally:
+            self._polling = False
         self._queued = 0  # poll() took everything queued
+        if self._writer is not None:
+            self.queue = None  # the poll that was waiting when the session upgraded
         return packets
 
     def cut_off(self, why: str) -> None:
@@ -117,7 +191,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self._writer.abort()
         closing = self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
         self._cutting = asyncio.get_running_loop().create_task(closing)
-        if self._writer is None:
+        if self._writer is None and self.queue is not None:
             self.queue.put_nowait(None)  # answers a pending long-poll now, not at its timeout
 
     async def handle_post_request(self, environ: dict[str, Any]) -> None:
@@ -158,7 +232,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             # engine.io forgets a closed session only when its next request comes, and a POST
             # then fails with a traceback: it is forgotten now, and that request gets a 400.
             self.server.sockets.pop(self.sid, None)
-        if wait and self._writer is None:
+        if wait and self._writer is None and self.queue is not None:
             self.queue.put_nowait(None)  # answers a pending poll now
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT):
@@ -235,6 +309,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                 if probe.type is not WSMsgType.TEXT or probe.data != "2probe":
                     return False
                 await response.send_str(packet.Packet(packet.PONG, data="probe").encode())
+                assert self.queue is not None  # dropped only once upgraded
                 await self.queue.put(packet.Packet(packet.NOOP))  # ends the pending long-poll
                 upgrade = await response.receive()
                 return upgrade.type is WSMsgType.TEXT and upgrade.data == "5"
@@ -245,12 +320,17 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self.upgrading = False
 
     def _flush_queue(self) -> None:
-        assert self._writer is not None
-        while not self.queue.empty():
-            pkt = self.queue.get_nowait()
-            self.queue.task_done()
+        """Write what was queued before the WebSocket was ready, then drop the queue: from now on
+        every packet is written on the spot (a long-poll still waiting on it drops it when done)."""
+        queue = self.queue
+        assert self._writer is not None and queue is not None
+        while not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
             if pkt is not None:
                 self._write_packet(self._writer, pkt)
+        if not self._polling:
+            self.queue = None
 
     @staticmethod
     def _write_packet(writer: FrameWriter, pkt: packet.Packet) -> None:
@@ -289,6 +369,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         # sid -> what to do once the reply to its current event is sent (it then follows the ack).
         self.after_reply: dict[str, Callable[[], Awaitable[None]]] = {}
         self.max_unread = max_unread
+        self.pinger = Pinger(self.eio.ping_interval)
         self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
         self._addresses: dict[str, str] = {}  # eio_sid -> client address holding a slot
         # eio_sid -> its rate buckets: per engine.io session, so that a client that connects its
@@ -378,7 +459,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             self._discarding.pop(eio_sid, None)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        DirectSocket.adopt(self.eio.sockets[eio_sid], self.max_unread)
+        DirectSocket.adopt(self.eio.sockets[eio_sid], self.max_unread, self.pinger)
         # Connection slots are counted per engine.io session, so that sessions that never
         # connect to a namespace count as well; a refusal is engine.io's 401 with our error.
         request = environ.get("aiohttp.request")
@@ -473,6 +554,7 @@ RELIES_ON: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("engineio.AsyncServer", "sockets", None),
     ("engineio.AsyncServer", "handlers", None),
     ("engineio.AsyncServer", "max_http_buffer_size", None),
+    ("engineio.AsyncServer", "ping_interval", None),
     ("engineio.AsyncServer", "ping_timeout", None),
     ("engineio.AsyncServer", "start_service_task", None),
     ("engineio.AsyncServer", "service_task_handle", None),
@@ -482,9 +564,11 @@ RELIES_ON: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("engineio.async_socket.AsyncSocket", "close", ("self", "wait", "abort", "reason")),
     ("engineio.async_socket.AsyncSocket", "receive", ("self", "pkt")),
     ("engineio.async_socket.AsyncSocket", "check_ping_timeout", ("self",)),
+    ("engineio.async_socket.AsyncSocket", "schedule_ping", ("self",)),
     ("engineio.async_socket.AsyncSocket", "handle_post_request", ("self", "environ")),
     ("engineio.async_socket.AsyncSocket", "_websocket_handler", ("self", "ws")),
     ("engineio.async_socket.AsyncSocket", "queue", None),
+    ("engineio.async_socket.AsyncSocket", "last_ping", None),
     ("engineio.async_socket.AsyncSocket", "connected", None),
     ("engineio.async_socket.AsyncSocket", "upgraded", None),
     ("engineio.async_socket.AsyncSocket", "upgrading", None),
