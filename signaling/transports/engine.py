@@ -53,6 +53,10 @@ class DirectWebSocket:
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         self.request = environ["aiohttp.request"]
+        # engine.io's handler frames hold this environ (a copy of every header, ~1.1 KB) for the
+        # WebSocket's life, yet read nothing more from it once they have called this driver; our
+        # socket.io server keeps what it needs in its own slim environ (see _handle_eio_connect).
+        environ.clear()
         self.response = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
         await self.response.prepare(self.request)
         await self.handler(self)
@@ -478,7 +482,9 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
                 return error.to_dict()
             self._addresses[eio_sid] = address
             self._limiters[eio_sid] = self.guard.limiter()
-        return await super()._handle_eio_connect(eio_sid, environ)
+        # python-socketio keeps the environ for the session's life, to hand it to each namespace
+        # connect: only what our connect handler reads, not every header and the first request.
+        return await super()._handle_eio_connect(eio_sid, {"REMOTE_ADDR": address})
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self._discarding.pop(eio_sid, None)

@@ -178,8 +178,7 @@ class SocketIOTransport:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         peer = self._hub.new_peer_id()
-        request = environ.get("aiohttp.request")
-        address = (request.remote if request is not None else None) or "unknown"
+        address = environ.get("REMOTE_ADDR") or "unknown"  # set by SignalingServer._handle_eio_connect
         token = auth.get("token") if isinstance(auth, dict) else None
         limiter = self._sio.limiter(sid) or self._guard.limiter()
         self._peers[sid], self._sids[peer] = peer, sid  # known from here: a flooder is cut off by it
