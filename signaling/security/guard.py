@@ -21,7 +21,7 @@ VERIFIED_KEPT = 8  # tokens whose grant a session remembers, so as not to verify
 GRANTS_KEPT = 16  # grants one connection may hold (Ant Media's per-stream tokens add up)
 
 
-@dataclass
+@dataclass(slots=True)  # one per connection: slotted, it needs no dict of its own
 class Session:
     """One connection's share: its address, its rate buckets, and the grants of the tokens it
     gave (socket.io's `authenticate` replaces them; each Ant Media command's token adds one)."""
@@ -178,6 +178,8 @@ class Guard:
     ) -> None:
         """Run `expired` when the last of the session's grants expires (the session then ends),
         and `narrowed` when one expires while others remain (what they no longer cover ends)."""
+        if self.verifier is None:
+            return  # without auth no grant ever expires: the callbacks would only take memory
         session.on_expired, session.on_narrowed = expired, narrowed
         self._arm(session)
 
