@@ -206,6 +206,7 @@ def _hub(
     )
     cluster.bind(hub)
     cluster.delivery.on_skipped = lambda why: metrics.envelopes_skipped.labels(why).inc()
+    metrics.view_synced.set_function(lambda: int(cluster.delivery.replica.synced))
     app[CLUSTER] = cluster
     app.cleanup_ctx.append(cluster.lifecycle)
     return hub

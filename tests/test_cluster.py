@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -363,6 +364,7 @@ async def test_node_channels_survive_anything_published_on_them(
         b'{"v": 99, "to": "x", "type": "Kicked", "body": {"reason": "x"}}',
         b'{"v": 1, "to": "x", "type": "Relayed", "body": {"sender": 1}}',
         b'{"v": 1, "to": 7, "type": "Kicked", "body": null}',
+        b'{"v": 1, "to": "", "type": "State", "body": {"seq": "x", "rooms": [], "streams": 1}}',
     ]
     for _ in range(50):  # a flood of it
         for data in garbage:
@@ -373,6 +375,7 @@ async def test_node_channels_survive_anything_published_on_them(
     assert (await get_json(f"{b.url}/readyz"))[0] == 200
     async with aiohttp.ClientSession() as http, http.get(f"{b.url}/metrics") as response:
         metrics = await response.text()
+    assert "signaling_cluster_view_synced 1.0" in metrics  # nothing in it touched the view
     skipped = {
         line.split('why="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
@@ -380,4 +383,67 @@ async def test_node_channels_survive_anything_published_on_them(
     }
     assert sum(skipped.values()) == 50 * len(garbage), skipped
     assert set(skipped) == {"not_json", "malformed", "unknown_kind", "unknown_version"}
+    await spy.aclose()
+
+
+async def commandstats(client: redis.Redis) -> dict[str, int]:
+    stats = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+async def view_synced(node_url: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(f"{node_url}/metrics") as response:
+        return "signaling_cluster_view_synced 1.0" in await response.text()
+
+
+async def test_a_relay_costs_no_redis_command_on_one_node_and_one_across_two(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    """Counted by Redis itself (INFO commandstats, commands inside scripts included). With the
+    lease this long, the only other traffic is each node's once-a-second sweep of held sessions,
+    one EVALSHA and the ZRANGEBYSCORE in it: taken off exactly."""
+    a, b = await start_nodes(2, NODE_LEASE_SECONDS="3600")
+    alice, carol = await connect(a.url), await connect(a.url)
+    bob = await connect(b.url)
+    for client in (alice, carol, bob):
+        await client.join("cheap")
+    alice_id, bob_id = alice.peer_id or "", bob.peer_id or ""
+    for node in (a, b):
+        await wait_until(lambda node=node: view_synced(node.url), "the nodes' views")  # type: ignore[misc]
+    spy = redis.Redis.from_url(redis_server.url)
+
+    async def cost(
+        relays: int, send: Callable[[], Awaitable[object]], received: Callable[[], Awaitable[object]]
+    ) -> dict[str, int]:
+        before = await commandstats(spy)
+        for _ in range(relays):
+            await send()
+        for _ in range(relays):
+            await received()
+        after = await commandstats(spy)
+        delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+        sweeps = delta.get("zrangebyscore", 0)
+        delta["evalsha"] = delta.get("evalsha", 0) - sweeps
+        delta["zrangebyscore"] = 0
+        delta["info"] = delta.get("info", 0) - 1  # the reading itself
+        return {name: calls for name, calls in delta.items() if calls}
+
+    same_node = await cost(20, lambda: carol.offer(alice_id, SDP_OFFER), lambda: alice.next("offer"))
+    assert same_node == {}, same_node
+    across = await cost(20, lambda: alice.offer(bob_id, SDP_OFFER), lambda: bob.next("offer"))
+    assert across == {"publish": 20}, across
+    # Through a stream as well: its publisher on one node, its viewer on the other.
+    await alice.publish("cam")
+    await bob.play("cam")
+    await alice.next("viewer-joined")
+    streamed = await cost(
+        20, lambda: alice.offer(bob_id, SDP_OFFER, stream_id="cam"), lambda: bob.next("offer")
+    )
+    assert streamed == {"publish": 20}, streamed
+    back = await cost(
+        20,
+        lambda: bob.ice_candidate(alice_id, CANDIDATE),
+        lambda: alice.next("ice-candidate"),
+    )
+    assert back == {"publish": 20}, back
     await spy.aclose()

@@ -12,7 +12,7 @@ import redis.asyncio as redis
 
 from signaling.client import SignalingClient
 from signaling.cluster.redis_store import as_text
-from tests.cluster_support import StartNodes
+from tests.cluster_support import StartNodes, wait_until
 from tests.helpers import SDP_ANSWER, SDP_OFFER, ConnectPeer
 from tests.redis_support import RedisServer
 
@@ -52,7 +52,7 @@ async def test_a_session_resumes_on_another_node_with_what_was_sent_meanwhile(
 
 
 async def test_a_session_outlives_its_node_killed_with_kill_9(
-    start_nodes: StartNodes, connect: ConnectPeer
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
 ) -> None:
     survivor, doomed = await start_nodes(2)
     alice = await connect(survivor.url)
@@ -63,7 +63,13 @@ async def test_a_session_outlives_its_node_killed_with_kill_9(
     bob_id = bob.peer_id or ""
     doomed.kill()
     await bob.next("disconnect")
-    # Before anyone knows the node is dead: not acked and lost, but kept for bob's resume.
+    # Once nobody listens on its node's channel (what was published there in the instant it
+    # died is lost with it, like what was in its buffers), yet before anyone knows the node is
+    # dead: not acked and lost, but kept for bob's resume.
+    spy = redis.Redis.from_url(redis_server.url)
+    channel = f"sig:node:{doomed.node_id}:inbox"
+    await wait_until(lambda: _listeners(spy, channel, 0), "Redis to see the dead node's subscription closed")
+    await spy.aclose()
     await alice.offer(bob_id, SDP_OFFER)
     back = await connect(survivor.url)
     reply = await back.resume(bob.session, bob.claims())
@@ -74,6 +80,10 @@ async def test_a_session_outlives_its_node_killed_with_kill_9(
     await alice.offer(bob_id, SDP_OFFER)  # bob is on his new node now
     assert (await back.next("offer"))["from"] == alice.peer_id
     assert "peer-left" not in alice.pending()
+
+
+async def _listeners(client: redis.Redis, channel: str, count: int) -> bool:
+    return bool((await client.pubsub_numsub(channel))[0][1] == count)
 
 
 async def test_sessions_are_rebuilt_after_redis_restarted_empty(

@@ -27,8 +27,14 @@ from signaling.core.messages import (
     ViewerLeft,
 )
 from signaling.core.store import Route
+from signaling.core.view import Notice, StreamState
 from signaling.transports.antmedia import RENDERERS
 from signaling.transports.socketio import render
+
+
+def state(body: str) -> bytes:
+    return b'{"v": 1, "to": "", "type": "State", "body": ' + body.encode() + b"}"
+
 
 MESSAGES: list[Outbound] = [
     Relayed("a", "b", Route(room="r"), SessionDescription("offer", "v=0\r\n")),
@@ -92,12 +98,61 @@ def test_every_outbound_kind_is_covered_here_and_rendered_by_both_transports() -
         (b'{"v": 1, "to": "p", "type": ["Kicked"], "body": {}}', "unknown_kind"),
         (b'{"v": 2, "to": "p", "type": "Kicked", "body": {"reason": "x"}}', "unknown_version"),
         (b'{"v": 1, "to": "p", "type": "PeerLeft", "body": {"room": "r"}}', "malformed"),
+        # State notices are checked to the last field: a view built from a wrong one misroutes.
+        (
+            state('{"seq": "1", "rooms": {}, "streams": {}}'),
+            "malformed",
+        ),
+        (
+            state('{"seq": 1, "rooms": {"r": [["a"]]}, "streams": {}}'),
+            "malformed",
+        ),
+        (
+            state('{"seq": 1, "rooms": {"r": {"a": "n"}}, "streams": {}}'),
+            "malformed",
+        ),
+        (
+            state('{"seq": 1, "rooms": {"r": [[1, "n"]]}, "streams": {}}'),
+            "malformed",
+        ),
+        (
+            state('{"seq": 1, "rooms": {}, "streams": {"s": {"room": ""}}}'),
+            "malformed",
+        ),
+        (state('{"seq": 1, "rooms": [], "streams": {}}'), "malformed"),
     ],
 )
 def test_what_a_node_cannot_read_is_refused_with_a_reason(data: bytes, why: str) -> None:
     with pytest.raises(codec.Undecodable) as refused:
-        codec.decode(data)
+        codec.decode_any(data)
     assert refused.value.why == why
+
+
+def test_state_notices_as_the_scripts_write_them() -> None:
+    # Lua's cjson writes an empty list as {}, and a stream that ended as false.
+    data = orjson.dumps(
+        {
+            "v": 1,
+            "to": "",
+            "type": "State",
+            "body": {
+                "seq": 7,
+                "rooms": {"r": [["a", "n1"], ["b", ""]], "empty": {}},
+                "streams": {
+                    "r/cam": {"publisher": ["a", "n1"], "room": "r", "maxv": 0, "viewers": {}},
+                    "gone": False,
+                },
+                "later": "ignored",
+            },
+        }
+    )
+    assert codec.decode_any(data) == Notice(
+        7,
+        {"r": [("a", "n1"), ("b", "")], "empty": []},
+        {"r/cam": StreamState(("a", "n1"), "r", None, []), "gone": None},
+    )
+    with pytest.raises(codec.Undecodable):
+        codec.decode(data)  # where a peer's message is expected
 
 
 def test_fields_a_newer_node_adds_are_ignored() -> None:

@@ -1,5 +1,9 @@
 """Core messages to bytes and back, for delivery to a peer held by another node.
 
+Besides messages for peers, a node's channel carries `State` notices (`{"v": 1, "to": "",
+"type": "State", "body": {"seq": n, "rooms": {...}, "streams": {...}}}`), which the shared store's
+scripts write (signaling.cluster.redis_lua) for the node's view (signaling.core.view).
+
 Envelopes are versioned for rolling deploys, where nodes of two adjacent versions share a
 cluster: `{"v": 1, "to": peer, "type": kind, "body": {...}}`. A node reads every envelope of a
 `v` it knows, ignores body fields it does not know, and refuses (`Undecodable`) kinds it does not
@@ -25,6 +29,7 @@ from signaling.core.messages import (
     Signal,
 )
 from signaling.core.store import Route
+from signaling.core.view import Notice, Placed, StreamState
 
 VERSION = 1
 READS = frozenset({VERSION})  # the envelope versions this node reads
@@ -35,6 +40,7 @@ FLAT: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(Outbound) if
 FLAT_FIELDS = {name: frozenset(f.name for f in fields(cls)) for name, cls in FLAT.items()}
 
 MOVED = "Moved"
+STATE = "State"
 
 
 class Undecodable(ValueError):
@@ -67,6 +73,14 @@ def encode_moved(peer_id: str) -> bytes:
 def decode(data: bytes) -> tuple[str, Outbound | None]:
     """The recipient and its message; None for a session that moved (see `encode_moved`).
     Raises `Undecodable` for anything else, whatever its shape."""
+    read = decode_any(data)
+    if isinstance(read, Notice):
+        raise Undecodable("unexpected_kind", "a State notice where a message was expected")
+    return read
+
+
+def decode_any(data: bytes) -> tuple[str, Outbound | None] | Notice:
+    """What a node's channel carries: a message for a peer (see `decode`) or a State notice."""
     try:
         envelope = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -81,6 +95,8 @@ def decode(data: bytes) -> tuple[str, Outbound | None]:
     if kind == MOVED:
         return to, None
     try:
+        if kind == STATE:
+            return _notice(body)
         if kind == "Relayed":
             message: Outbound = Relayed(
                 body["sender"],
@@ -92,9 +108,53 @@ def decode(data: bytes) -> tuple[str, Outbound | None]:
             message = FLAT[kind](**{k: v for k, v in body.items() if k in FLAT_FIELDS[kind]})
         else:
             raise Undecodable("unknown_kind", repr(kind)[:64])
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, Undecodable):
+            raise
         raise Undecodable("malformed", f"{type(exc).__name__}: {exc}"[:200]) from None
     return to, message
+
+
+def _notice(body: dict[str, Any]) -> Notice:
+    """Checked to the last field: a view built from a wrong notice would route wrongly."""
+    seq, rooms, streams = body["seq"], body["rooms"], body["streams"]
+    if not isinstance(seq, int) or not isinstance(rooms, dict) or not isinstance(streams, dict):
+        raise TypeError("seq, rooms or streams of the wrong type")
+    return Notice(
+        seq,
+        {_text(room): _placed_list(members) for room, members in rooms.items()},
+        {_text(key): None if stream is False else _stream_state(stream) for key, stream in streams.items()},
+    )
+
+
+def _stream_state(raw: dict[str, Any]) -> StreamState:
+    room, max_viewers = raw["room"], raw["maxv"]
+    if not isinstance(room, str) or not isinstance(max_viewers, int):
+        raise TypeError("stream room or maxv of the wrong type")
+    return StreamState(
+        _placed(raw["publisher"]), room or None, max_viewers or None, _placed_list(raw["viewers"])
+    )
+
+
+def _placed_list(raw: Any) -> list[Placed]:
+    # Lua's cjson writes an empty list as {}.
+    if raw == {}:
+        return []
+    if not isinstance(raw, list):
+        raise TypeError("a list of peers expected")
+    return [_placed(item) for item in raw]
+
+
+def _placed(raw: Any) -> Placed:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise TypeError("a [peer, node] pair expected")
+    return _text(raw[0]), _text(raw[1])
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"text expected, not {type(value).__name__}")
+    return value
 
 
 def _encode_signal(signal: Signal) -> dict[str, Any]:

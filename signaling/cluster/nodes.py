@@ -1,8 +1,11 @@
 """Running as one node of several, sharing state and delivering through Redis.
 
-- Delivery: a peer's id names the node that holds it ("<node>~<local id>"), so a message for one
-  peer is one PUBLISH on that node's own channel, read by that node alone: the cost of a delivery
-  does not grow with the number of nodes.
+- Routing: each node keeps a view of the rooms and streams its own peers are in (who is in them,
+  on which node: signaling.cluster.replica), kept current by the notices every change sends down
+  the channels of the nodes concerned. A relay is decided from it: between two peers of one node
+  it costs Redis nothing; to another node's peer, one PUBLISH on that node's own channel, read by
+  that node alone, which checks the link again against its own view before it delivers. What the
+  view does not know goes through Redis as before (`RedisSessions.keep`).
 - Liveness: each node keeps a lease key alive in Redis. A node whose lease lapses (killed, frozen,
   cut off) is reaped by another: its peers are removed and announced as left with reason
   "node_lost".
@@ -19,23 +22,26 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from signaling.cluster import codec
 from signaling.cluster.redis_sessions import RedisSessions
-from signaling.cluster.redis_store import RedisStore, as_text
+from signaling.cluster.redis_store import RedisStore, as_text, available
+from signaling.cluster.replica import PROTOCOL, Replica
 from signaling.core.errors import SignalingError
 from signaling.core.hub import Hub, LocalDelivery
+from signaling.core.messages import Outbound, Relayed
 from signaling.core.peers import node_name
 from signaling.core.store import PeerLimits
+from signaling.core.view import Notice
 from signaling.security.session_keys import SessionKeys
 
 log = logging.getLogger(__name__)
@@ -47,52 +53,111 @@ def new_node_id() -> str:
 
 
 class ClusterDelivery(LocalDelivery):
-    """Peers connected here directly; any other through its session (`RedisSessions.keep`): one
-    PUBLISH on the channel of the node that holds it, or kept for its resume."""
+    """Peers connected here directly; another node's peer with one PUBLISH on that node's channel,
+    when this node's view knows where it is; any other through its session
+    (`RedisSessions.keep`): published to its node, or kept for its resume."""
 
-    def __init__(self, client: redis.Redis, node_id: str, prefix: str, sessions: RedisSessions) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        listener: redis.Redis,
+        node_id: str,
+        prefix: str,
+        sessions: RedisSessions,
+        replica: Replica,
+    ) -> None:
         super().__init__(sessions)
         self.client = client
+        self.listener = listener  # without retries: a broken subscription must show (see listen)
         self.node_id = node_id
         self.prefix = prefix
+        self.replica = replica
+        # Has Redis send this node's view everything its peers are in (RedisStore.load).
+        self.load: Callable[[list[str]], Awaitable[int]] | None = None
         # Told of each envelope skipped (metrics), with the reason.
         self.on_skipped: Callable[[str], None] | None = None
         self._skips = SkipLog()
+        self._rebuilding: asyncio.Task[None] | None = None
 
     def inbox(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}:inbox"
 
+    async def absent(self, peer_id: str, message: Outbound) -> bool:
+        home = self.replica.home(peer_id)
+        if home is not None and home != self.node_id:
+            envelope = codec.encode(peer_id, message)
+            if await available(lambda: self.client.publish(self.inbox(home), envelope)):
+                return True
+            # Nobody listens there (its node is gone): its session decides.
+        return await super().absent(peer_id, message)
+
     async def listen(self, ready: asyncio.Event) -> None:
         """Deliver what other nodes publish for this node's peers, resubscribing after outages.
-        Nothing published on the channel ends it: what it cannot read is counted and skipped."""
+        Nothing published on the channel ends it: what it cannot read is counted and skipped.
+
+        A subscription that broke may have missed notices: the view is rebuilt on each new one.
+        (Its client has no retries, which would resubscribe behind this loop's back.)"""
         while True:
             try:
-                async with self.client.pubsub() as pubsub:
+                async with self.listener.pubsub() as pubsub:
                     await pubsub.subscribe(self.inbox(self.node_id))
                     ready.set()
+                    self.rebuild_view()
                     async for item in pubsub.listen():
                         if item["type"] == "message":
                             await self._received(item["data"])
             except (RedisError, OSError) as exc:
                 ready.clear()
+                self.replica.lost()
                 log.warning("node inbox unavailable (%s); retrying", exc)
                 await asyncio.sleep(0.5)
 
+    def rebuild_view(self) -> None:
+        """Rebuild the view in the background (the listener applies what it is sent), unless a
+        rebuild is under way."""
+        if self.load is not None and (self._rebuilding is None or self._rebuilding.done()):
+            self._rebuilding = asyncio.create_task(self._rebuild(self.load), name="cluster-view")
+
+    async def stop_rebuilding(self) -> None:
+        if self._rebuilding is not None:
+            self._rebuilding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebuilding
+
+    async def _rebuild(self, load: Callable[[list[str]], Awaitable[int]]) -> None:
+        try:
+            if await self.replica.rebuild(lambda: load(self.local_peers())):
+                log.info("node view rebuilt: relays are routed from it")
+        except SignalingError as error:
+            log.warning("node view not rebuilt now: %s", error.message)
+
     async def _received(self, data: Any) -> None:
         try:
-            peer_id, message = codec.decode(data if isinstance(data, bytes) else str(data).encode())
+            read = codec.decode_any(data if isinstance(data, bytes) else str(data).encode())
         except codec.Undecodable as exc:
             if self.on_skipped is not None:
                 self.on_skipped(exc.why)
             self._skips.skipped(exc.why, str(exc))
             return
+        if isinstance(read, Notice):
+            self.replica.received(read)
+            return
+        peer_id, message = read
         try:
-            if message is not None:
-                await self.deliver(peer_id, message)  # kept for it if it is not here any more
+            if message is None:
+                sink = self._sinks.pop(peer_id, None)  # resumed on another node: let go of it here
+                if sink is not None:
+                    await sink.moved()
                 return
-            sink = self._sinks.pop(peer_id, None)  # resumed on another node: let go of it here
-            if sink is not None:
-                await sink.moved()
+            sink = self._sinks.get(peer_id)
+            if sink is None:
+                # Not here (any more): its session decides, never this node's view, which could
+                # send it back.
+                await super().absent(peer_id, message)
+            elif not isinstance(message, Relayed) or self.replica.allows(message.sender, peer_id):
+                await self.send(sink, peer_id, message)
+            else:
+                log.debug("peer=%s relay from %s dropped: they share nothing now", peer_id, message.sender)
         except SignalingError as error:
             log.warning("peer=%s: a message from another node was lost: %s", peer_id, error.message)
         except Exception:
@@ -179,6 +244,7 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.delivery.stop_rebuilding()
         # A clean exit frees what cannot be resumed at once instead of leaving it to the reaper,
         # and leaves the held sessions to any node's sweep. If anything could not be freed, the
         # node stays listed and its lapsing lease hands it to the reaper.
@@ -195,13 +261,13 @@ class Node:
         first = True
         while True:
             try:
-                renewed = await self.client.set(alive, "1", xx=True, px=self.lease_ms)
+                renewed = await self.client.set(alive, PROTOCOL, xx=True, px=self.lease_ms)
                 if not renewed:
                     # Joining, or Redis lost what it held (restarted empty, or this node was
                     # presumed dead): the sessions' epoch and key, before clients come back.
                     await self.sessions.start()
                     await self._share_key()
-                    await self.client.set(alive, "1", px=self.lease_ms)
+                    await self.client.set(alive, PROTOCOL, px=self.lease_ms)
                     if not first:
                         log.warning(
                             "node %s lost its lease: evicting local peers so they resume", self.node_id
@@ -212,6 +278,7 @@ class Node:
                 first = False
                 self.redis_ok = True
                 await self.reconcile()
+                await self._check_view()
             except (RedisError, OSError, SignalingError) as exc:
                 if self.redis_ok:
                     log.warning("node %s cannot reach Redis: %s", self.node_id, exc)
@@ -229,6 +296,19 @@ class Node:
         if agreed is not None:
             self.keys.use(as_text(agreed))
 
+    async def _check_view(self) -> None:
+        """Route from the view only while every live node sends notices: a node of a version
+        before views (a rolling deploy) changes links without telling anyone."""
+        nodes = [as_text(node) for node in await self.client.smembers(self._key("nodes"))]
+        leases = await self.client.mget([self._key("node", node, "alive") for node in nodes]) if nodes else []
+        silent = [node for node, lease in zip(nodes, leases, strict=True) if lease and int(lease) < PROTOCOL]
+        if silent:
+            if self.delivery.replica.synced:
+                log.warning("nodes %s send no notices (an older version): routing through Redis", silent)
+            self.delivery.replica.lost()
+        elif not self.delivery.replica.synced and self.subscribed.is_set():
+            self.delivery.rebuild_view()
+
     async def reconcile(self) -> None:
         """Remove from the shared state this node's peers that are no longer connected to it:
         removals that failed while Redis was unreachable are retried here. (Held sessions wait
@@ -241,6 +321,8 @@ class Node:
             if not self.delivery.holds(peer_id):
                 await self.hub.disconnect(peer_id)
         self._missing = missing
+        # What peers that ended on other nodes (a sweep there) left in the view.
+        self.delivery.replica.view.retain(self.delivery.holds)
 
     async def _reap_forever(self) -> None:
         while True:
@@ -301,12 +383,26 @@ class Cluster:
             retry_on_error=[RedisConnectionError],
         )
         self.client = redis.Redis(connection_pool=pool)
-        self.node_id = new_node_id()
-        self.sessions = RedisSessions(
-            self.client, node_id=self.node_id, grace=grace, buffer_bytes=buffer_bytes, prefix=self.PREFIX
+        listener = redis.Redis.from_url(
+            url, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0), retry_on_error=[]
         )
-        self.delivery = ClusterDelivery(self.client, self.node_id, self.PREFIX, self.sessions)
-        self.store = RedisStore(self.client, limits=limits, prefix=self.PREFIX)
+        self.node_id = new_node_id()
+        replica = Replica(self.node_id)
+        self.sessions = RedisSessions(
+            self.client,
+            node_id=self.node_id,
+            grace=grace,
+            buffer_bytes=buffer_bytes,
+            prefix=self.PREFIX,
+            replica=replica,
+        )
+        self.delivery = ClusterDelivery(
+            self.client, listener, self.node_id, self.PREFIX, self.sessions, replica
+        )
+        self.store = RedisStore(
+            self.client, limits=limits, prefix=self.PREFIX, node_id=self.node_id, replica=replica
+        )
+        self.delivery.load = self.store.load
         self.keys = keys
         self.lease_seconds = lease_seconds
         self.node: Node | None = None
@@ -333,3 +429,4 @@ class Cluster:
         yield
         await self.node.stop()
         await self.client.aclose()
+        await self.delivery.listener.aclose()

@@ -68,9 +68,63 @@ end
 local function held_streams(peer)
   return redis.call('ZCARD', k('peer', peer, 'pub')) + redis.call('ZCARD', k('peer', peer, 'play'))
 end
+local function inbox(node) return k('node', node, 'inbox') end
+-- What a change tells the nodes concerned (signaling.core.view): the rooms and streams it touched,
+-- each in full, to the nodes of the peers in them before and after, and to the node that made it.
+local told = {nodes = {}, rooms = {}, streams = {}}
+local function placed(peer)
+  local node = redis.call('HGET', k('session', peer), 'node') or ''
+  if node ~= '' then told.nodes[node] = true end
+  return {peer, node}
+end
+local function touch_room(room)
+  told.rooms[room] = true
+  for _, peer in ipairs(redis.call('HKEYS', k('room', room))) do placed(peer) end
+end
+local function touch_stream(id)
+  told.streams[id] = true
+  local publisher = redis.call('HGET', k('stream', id), 'publisher')
+  if publisher then placed(publisher) end
+  for _, viewer in ipairs(zlist(k('stream', id, 'viewers'))) do placed(viewer) end
+end
+local function touch_peer(peer)
+  placed(peer)
+  for _, room in ipairs(zlist(k('peer', peer, 'rooms'))) do touch_room(room) end
+  for _, id in ipairs(zlist(k('peer', peer, 'pub'))) do touch_stream(id) end
+  for _, id in ipairs(zlist(k('peer', peer, 'play'))) do touch_stream(id) end
+end
+-- Publishes what was touched, as it is now; returns the change's seq (0: nothing to tell).
+-- `me` alone is told when `only_me` (a node rebuilding its view).
+local function announce(me, only_me)
+  if next(told.rooms) == nil and next(told.streams) == nil then return 0 end
+  local s = seq()
+  local rooms, streams = {}, {}
+  for room in pairs(told.rooms) do
+    local list = {}
+    for _, peer in ipairs(redis.call('HKEYS', k('room', room))) do table.insert(list, placed(peer)) end
+    rooms[room] = list
+  end
+  for id in pairs(told.streams) do
+    local o = stream_obj(id)
+    if o then
+      local viewers = {}
+      for _, viewer in ipairs(o.viewers) do table.insert(viewers, placed(viewer)) end
+      streams[id] = {publisher = placed(o.publisher), room = o.room, maxv = o.maxv, viewers = viewers}
+    else
+      streams[id] = false
+    end
+  end
+  local envelope = cjson.encode({v = 1, to = '', type = 'State', body = {seq = s, rooms = rooms, streams = streams}})
+  if only_me then told.nodes = {} end
+  if me ~= '' then told.nodes[me] = true end
+  for node in pairs(told.nodes) do redis.call('PUBLISH', inbox(node), envelope) end
+  return s
+end
 """
 
-# ARGV: prefix, room, peer, metadata JSON, capacity, mode ('' for none), max rooms, node
+# Write scripts get the calling node last (ARGV[#ARGV]) and answer the change's seq as well.
+
+# ARGV: prefix, room, peer, metadata JSON, capacity, mode ('' for none), max rooms, node, caller
 JOIN = (
     COMMON
     + """
@@ -91,21 +145,23 @@ redis.call('ZADD', k('peer', peer, 'rooms'), s, room)
 redis.call('SADD', k('node', home(peer, node), 'peers'), peer)
 local out = {}
 for _, m in ipairs(existing) do table.insert(out, {m[1], m[3]}) end
-return reply({ok = out})
+touch_room(room)
+return reply({ok = out, seq = announce(ARGV[9])})
 """
 )
 
-# ARGV: prefix, room, peer
+# ARGV: prefix, room, peer, caller
 LEAVE = (
     COMMON
     + """
 local room, peer = ARGV[2], ARGV[3]
 if redis.call('HEXISTS', k('room', room), peer) == 0 then return reply({error = 'not_in_room'}) end
-return reply({ok = leave_room(room, peer)})
+touch_room(room)
+return reply({ok = leave_room(room, peer), seq = announce(ARGV[4])})
 """
 )
 
-# ARGV: prefix, stream, peer, room ('' for none), max viewers (0 for any), max streams, node
+# ARGV: prefix, stream, peer, room ('' for none), max viewers (0 for any), max streams, node, caller
 PUBLISH = (
     COMMON
     + """
@@ -120,21 +176,23 @@ redis.call('HSET', k('stream', id), 'publisher', peer, 'room', room, 'maxv', max
 redis.call('ZADD', k('peer', peer, 'pub'), s, id)
 if room ~= '' then redis.call('ZADD', k('roomstreams', room), s, id) end
 redis.call('SADD', k('node', home(peer, node), 'peers'), peer)
-return reply({ok = stream_obj(id)})
+touch_stream(id)
+return reply({ok = stream_obj(id), seq = announce(ARGV[8])})
 """
 )
 
-# ARGV: prefix, stream, peer
+# ARGV: prefix, stream, peer, caller
 UNPUBLISH = (
     COMMON
     + """
 local id, peer = ARGV[2], ARGV[3]
 if redis.call('HGET', k('stream', id), 'publisher') ~= peer then return reply({error = 'not_streaming'}) end
-return reply({ok = drop_stream(id)})
+touch_stream(id)
+return reply({ok = drop_stream(id), seq = announce(ARGV[4])})
 """
 )
 
-# ARGV: prefix, stream, viewer, max streams, node
+# ARGV: prefix, stream, viewer, max streams, node, caller
 PLAY = (
     COMMON
     + """
@@ -151,29 +209,32 @@ local s = seq()
 redis.call('ZADD', k('stream', id, 'viewers'), s, viewer)
 redis.call('ZADD', k('peer', viewer, 'play'), s, id)
 redis.call('SADD', k('node', home(viewer, node), 'peers'), viewer)
-return reply({ok = stream_obj(id)})
+touch_stream(id)
+return reply({ok = stream_obj(id), seq = announce(ARGV[6])})
 """
 )
 
-# ARGV: prefix, stream, viewer
+# ARGV: prefix, stream, viewer, caller
 STOP_PLAYING = (
     COMMON
     + """
 local id, viewer = ARGV[2], ARGV[3]
 local o = stream_obj(id)
 if not o or not redis.call('ZSCORE', k('stream', id, 'viewers'), viewer) then return reply({error = 'not_streaming'}) end
+touch_stream(id)
 redis.call('ZREM', k('stream', id, 'viewers'), viewer)
 redis.call('ZREM', k('peer', viewer, 'play'), id)
-return reply({ok = o})
+return reply({ok = o, seq = announce(ARGV[4])})
 """
 )
 
-# ARGV: prefix, peer, node
+# ARGV: prefix, peer, node, caller
 REMOVE_PEER = (
     COMMON
     + """
 local peer, node = ARGV[2], ARGV[3]
 local published, played, rooms = {}, {}, {}
+touch_peer(peer)
 for _, id in ipairs(zlist(k('peer', peer, 'pub'))) do table.insert(published, drop_stream(id)) end
 for _, id in ipairs(zlist(k('peer', peer, 'play'))) do
   local o = stream_obj(id)
@@ -188,7 +249,7 @@ for _, room in ipairs(zlist(k('peer', peer, 'rooms'))) do
 end
 redis.call('SREM', k('node', home(peer, node), 'peers'), peer)
 if node ~= home(peer, node) then redis.call('SREM', k('node', node, 'peers'), peer) end
-return reply({ok = {published = published, played = played, rooms = rooms}})
+return reply({ok = {published = published, played = played, rooms = rooms}, seq = announce(ARGV[4])})
 """
 )
 
@@ -224,6 +285,16 @@ for _, id in ipairs(streams) do
 end
 if #rooms == 0 and #streams == 0 then return reply({error = 'not_joined'}) end
 return reply({error = 'unknown_target', why = 'any'})
+"""
+)
+
+# ARGV: prefix, peer..., caller. Tells the caller alone everything the peers are in: a node
+# rebuilding its view.
+LOAD = (
+    COMMON
+    + """
+for i = 2, #ARGV - 1 do touch_peer(ARGV[i]) end
+return reply({ok = true, seq = announce(ARGV[#ARGV], true)})
 """
 )
 

@@ -20,15 +20,15 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from signaling.cluster import codec
+from signaling.cluster import codec, redis_lua
 from signaling.cluster.redis_store import as_text, available
+from signaling.cluster.replica import Replica
 from signaling.core.messages import Outbound
 from signaling.core.sessions import Ending, Resumption
 
-COMMON = """
-local P = ARGV[1]
-local function k(...) return P .. table.concat({...}, ':') end
-local function inbox(node) return k('node', node, 'inbox') end
+COMMON = (
+    redis_lua.COMMON
+    + """
 local function ended(peer, why, grace_ms)
   local s = k('session', peer)
   local home = redis.call('HGET', s, 'node')
@@ -60,6 +60,7 @@ local function young(now_ms, grace_ms)
   return now_ms < epoch + grace_ms
 end
 """
+)
 
 # ARGV: prefix, peer, node, resumable ("1"/"0")
 OPEN = (
@@ -120,7 +121,8 @@ return 1
 """
 )
 
-# ARGV: prefix, peer, node. {found, previous node, placeholder, kept...}
+# ARGV: prefix, peer, node. {found, previous node, placeholder, seq, kept...}: the nodes of
+# everyone it shares something with, and its previous one, learn where it is now.
 RESUME = (
     COMMON
     + """
@@ -139,7 +141,9 @@ if home and home ~= '' and home ~= me then redis.call('SREM', k('node', home, 'p
 redis.call('SADD', k('node', me, 'peers'), peer)
 local previous = ''
 if held ~= '1' then previous = home end
-local out = {'kept', previous, redis.call('HGET', s, 'placeholder') or '0'}
+touch_peer(peer)
+if home and home ~= '' then told.nodes[home] = true end
+local out = {'kept', previous, redis.call('HGET', s, 'placeholder') or '0', announce(me)}
 redis.call('HDEL', s, 'placeholder')
 for _, message in ipairs(kept) do table.insert(out, message) end
 return out
@@ -260,9 +264,17 @@ def _now_ms() -> int:
 
 class RedisSessions:
     def __init__(
-        self, client: redis.Redis, *, node_id: str, grace: float, buffer_bytes: int, prefix: str
+        self,
+        client: redis.Redis,
+        *,
+        node_id: str,
+        grace: float,
+        buffer_bytes: int,
+        prefix: str,
+        replica: Replica | None = None,
     ) -> None:
         self.client = client
+        self.replica = replica  # told where a resumed session now is before it is answered
         self.node_id = node_id
         self.grace = grace
         self.buffer_bytes = buffer_bytes
@@ -299,7 +311,9 @@ class RedisSessions:
         if found != "kept":
             return Resumption(found)  # type: ignore[arg-type]
         previous, placeholder = as_text(answer[1]), as_text(answer[2]) == "1"
-        messages = tuple(message for _, message in map(codec.decode, answer[3:]) if message is not None)
+        if self.replica is not None:
+            await self.replica.caught_up(int(answer[3]))
+        messages = tuple(message for _, message in map(codec.decode, answer[4:]) if message is not None)
         if previous and previous != self.node_id:
             # Still attached to a connection on another node: that node lets it go.
             await available(

@@ -1,12 +1,17 @@
 """The `Store` protocol on Redis: room membership and streams shared by every node of a cluster.
 
-Each change is one Lua script (signaling.cluster.redis_lua), so checks and writes happen as one step.
+Each change is one Lua script (signaling.cluster.redis_lua), so checks and writes happen as one step,
+and tells the nodes concerned what it changed. With a `Replica` (a node's view of what concerns its
+own peers), routing questions about this node's peers are answered from it, without a round trip;
+what the view does not know is still asked of Redis.
+
 When Redis cannot be reached, every operation raises `SignalingError(service_unavailable)`: the
 client that asked gets a clear error and nothing else is disturbed.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from signaling.cluster import redis_lua
+from signaling.cluster.replica import Replica
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.peers import node_of
 from signaling.core.store import (
@@ -30,6 +36,7 @@ from signaling.core.store import (
     Stream,
     stream_name,
 )
+from signaling.core.view import RouteView
 
 T = TypeVar("T")
 
@@ -51,13 +58,26 @@ MESSAGES = {
 }
 
 
+# Peers whose links one LOAD script sends: a node's whole view is rebuilt in slices that keep each
+# script short.
+LOAD_BATCH = 500
+
+
 class RedisStore:
     def __init__(
-        self, client: redis.Redis, *, limits: PeerLimits = DEFAULT_LIMITS, prefix: str = "sig:"
+        self,
+        client: redis.Redis,
+        *,
+        limits: PeerLimits = DEFAULT_LIMITS,
+        prefix: str = "sig:",
+        node_id: str = "",
+        replica: Replica | None = None,
     ) -> None:
         self.client = client
         self.limits = limits
         self.prefix = prefix
+        self.node_id = node_id  # the node told of the changes it makes ("" for none)
+        self.replica = replica
         self._scripts = {
             name: client.register_script(getattr(redis_lua, name))
             for name in (
@@ -74,23 +94,35 @@ class RedisStore:
                 "STREAM",
                 "ROOM_STREAMS",
                 "STATS",
+                "LOAD",
             )
         }
 
     async def _run(self, name: str, *args: Any, **context: Any) -> Any:
+        return (await self._answer(name, args, context))["ok"]
+
+    async def _change(self, name: str, *args: Any, **context: Any) -> Any:
+        """Run a script that changes links (it is told which node calls); answered once this
+        node's view has the change."""
+        answer = await self._answer(name, (*args, self.node_id), context)
+        if self.replica is not None:
+            await self.replica.caught_up(answer["seq"])
+        return answer["ok"]
+
+    async def _answer(self, name: str, args: tuple[Any, ...], context: dict[str, Any]) -> dict[str, Any]:
         raw = await available(lambda: self._scripts[name](args=[self.prefix, *args]))
-        answer = orjson.loads(raw)
+        answer: dict[str, Any] = orjson.loads(raw)
         if "error" in answer:
             code = answer["error"]
             raise SignalingError(ErrorCode(code), MESSAGES[code].format_map(_Known({**context, **answer})))
-        return answer["ok"]
+        return answer
 
     # Rooms
 
     async def join(
         self, room: str, peer_id: str, metadata: Metadata, capacity: int, mode: str | None = None
     ) -> list[Member]:
-        existing = await self._run(
+        existing = await self._change(
             "JOIN",
             room,
             peer_id,
@@ -104,7 +136,7 @@ class RedisStore:
         return [Member(pid, orjson.loads(meta)) for pid, meta in _list(existing)]
 
     async def leave(self, room: str, peer_id: str) -> list[str]:
-        return _list(await self._run("LEAVE", room, peer_id, room=room))
+        return _list(await self._change("LEAVE", room, peer_id, room=room))
 
     async def members(self, room: str) -> list[Member]:
         return [Member(pid, orjson.loads(meta)) for pid, meta in _list(await self._run("MEMBERS", room))]
@@ -118,7 +150,7 @@ class RedisStore:
     async def publish(
         self, stream_id: str, peer_id: str, room: str | None, max_viewers: int | None
     ) -> Stream:
-        stream = await self._run(
+        stream = await self._change(
             "PUBLISH",
             stream_id,
             peer_id,
@@ -132,16 +164,16 @@ class RedisStore:
         return _stream(stream)
 
     async def unpublish(self, stream_id: str, peer_id: str) -> Stream:
-        return _stream(await self._run("UNPUBLISH", stream_id, peer_id, stream=stream_name(stream_id)))
+        return _stream(await self._change("UNPUBLISH", stream_id, peer_id, stream=stream_name(stream_id)))
 
     async def play(self, stream_id: str, viewer: str) -> Stream:
-        stream = await self._run(
+        stream = await self._change(
             "PLAY", stream_id, viewer, self.limits.streams, node_of(viewer), stream=stream_name(stream_id)
         )
         return _stream(stream)
 
     async def stop_playing(self, stream_id: str, viewer: str) -> Stream:
-        return _stream(await self._run("STOP_PLAYING", stream_id, viewer, stream=stream_name(stream_id)))
+        return _stream(await self._change("STOP_PLAYING", stream_id, viewer, stream=stream_name(stream_id)))
 
     async def stream(self, stream_id: str) -> Stream | None:
         stream = await self._run("STREAM", stream_id)
@@ -151,6 +183,9 @@ class RedisStore:
         return [_stream(s) for s in _list(await self._run("ROOM_STREAMS", room))]
 
     async def peer_streams(self, peer_id: str) -> tuple[list[str], list[str]]:
+        if (view := self._view()) is not None and view.here(peer_id):
+            return view.streams_now(peer_id)
+
         async def read() -> tuple[list[bytes], list[bytes]]:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zrange(f"{self.prefix}peer:{peer_id}:pub", 0, -1)
@@ -166,12 +201,19 @@ class RedisStore:
     async def route(
         self, sender: str, target: str, *, room: str | None = None, stream_id: str | None = None
     ) -> Route:
+        if (view := self._view()) is not None and view.here(sender):
+            # What the view does not know may have happened a moment ago: Redis says.
+            with contextlib.suppress(SignalingError):
+                return view.find_route(sender, target, room=room, stream_id=stream_id)
         found = await self._run(
             "ROUTE", sender, target, room or "", stream_id or "", target=target, room=room
         )
         return Route(room=found.get("room"), stream_id=found.get("stream"))
 
     async def counterparts(self, peer_id: str, name: str) -> Counterparts | None:
+        view = self._view()
+        if view is not None and view.here(peer_id) and (known := view.find_counterparts(peer_id, name)):
+            return known
         found = await self._run("COUNTERPARTS", peer_id, name)
         if not found:
             return None
@@ -179,12 +221,24 @@ class RedisStore:
         return Counterparts([as_text(p) for p in _list(found["peers"])], route, bool(found["plays"]))
 
     async def remove_peer(self, peer_id: str) -> Removal:
-        removed = await self._run("REMOVE_PEER", peer_id, node_of(peer_id))
+        removed = await self._change("REMOVE_PEER", peer_id, node_of(peer_id))
         return Removal(
             rooms=[Departure(room, _list(remaining)) for room, remaining in _list(removed["rooms"])],
             published=[_stream(s) for s in _list(removed["published"])],
             played=[_stream(s) for s in _list(removed["played"])],
         )
+
+    async def load(self, peer_ids: list[str]) -> int:
+        """Have Redis send this node everything the peers are in, down its channel (a node
+        rebuilding its view); the seq of the last notice."""
+        seq = 0
+        for start in range(0, len(peer_ids), LOAD_BATCH):
+            answer = await self._answer("LOAD", (*peer_ids[start : start + LOAD_BATCH], self.node_id), {})
+            seq = answer["seq"] or seq
+        return seq
+
+    def _view(self) -> RouteView | None:
+        return self.replica.view if self.replica is not None and self.replica.synced else None
 
     async def room_names(self) -> list[str]:
         rooms = await available(lambda: self.client.smembers(f"{self.prefix}rooms"))

@@ -132,10 +132,17 @@ class LocalDelivery:
         """Hand a message over; False when nobody holds that peer any more."""
         sink = self._sinks.get(peer_id)
         if sink is None:
-            if await self.sessions.keep(peer_id, message):
-                return True
-            log.debug("peer=%s gone before delivery of %s", peer_id, type(message).__name__)
-            return False
+            return await self.absent(peer_id, message)
+        return await self.send(sink, peer_id, message)
+
+    async def absent(self, peer_id: str, message: Outbound) -> bool:
+        """For a peer with no connection here: kept for its session, if it has one."""
+        if await self.sessions.keep(peer_id, message):
+            return True
+        log.debug("peer=%s gone before delivery of %s", peer_id, type(message).__name__)
+        return False
+
+    async def send(self, sink: Sink, peer_id: str, message: Outbound) -> bool:
         try:
             await sink.send(message)
         except ConnectionError as exc:

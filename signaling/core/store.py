@@ -9,7 +9,7 @@ callers; the in-memory one never awaits, so each of its calls is atomic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from signaling.core.errors import ErrorCode, SignalingError
 
@@ -163,7 +163,7 @@ class _Seat:
 
 
 @dataclass
-class _Stream:
+class StreamLinks:
     publisher: str
     room: str | None
     max_viewers: int | None
@@ -173,16 +173,88 @@ class _Stream:
         return Stream(stream_id, self.publisher, self.room, self.max_viewers, tuple(self.viewers))
 
 
-class MemoryStore:
-    def __init__(self, limits: PeerLimits = DEFAULT_LIMITS) -> None:
-        self.limits = limits
+SeatT = TypeVar("SeatT")
+
+
+class Links(Generic[SeatT]):
+    """Who is in which room and on which stream, and the routing rules that follow from it, with
+    no I/O. `MemoryStore` is these links for one process; a cluster node keeps a copy of the
+    shared store's links for its own peers (`signaling.core.view`) so that a relay is decided
+    without a round trip. One set of rules for both."""
+
+    def __init__(self) -> None:
         # Dicts keep insertion order, which is join order: peer lists and the default route are
         # deterministic.
-        self._rooms: dict[str, dict[str, _Seat]] = {}
+        self._rooms: dict[str, dict[str, SeatT]] = {}
         self._peer_rooms: dict[str, dict[str, None]] = {}
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, StreamLinks] = {}
         self._peer_published: dict[str, dict[str, None]] = {}
         self._peer_playing: dict[str, dict[str, None]] = {}
+
+    def rooms_now(self, peer_id: str) -> list[str]:
+        return list(self._peer_rooms.get(peer_id, {}))
+
+    def streams_now(self, peer_id: str) -> tuple[list[str], list[str]]:
+        return list(self._peer_published.get(peer_id, {})), list(self._peer_playing.get(peer_id, {}))
+
+    def find_route(
+        self, sender: str, target: str, *, room: str | None = None, stream_id: str | None = None
+    ) -> Route:
+        if target == sender:
+            raise SignalingError(ErrorCode.UNKNOWN_TARGET, "target is yourself")
+        if stream_id is not None:
+            if self._linked_by_stream(sender, target, stream_id):
+                return Route(stream_id=stream_id)
+            raise SignalingError(
+                ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} on stream {stream_name(stream_id)!r} with you"
+            )
+        sender_rooms = self._peer_rooms.get(sender, {})
+        if room is not None:
+            if room not in sender_rooms:
+                raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
+            if target in self._rooms[room]:
+                return Route(room=room)
+            raise SignalingError(ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} in room {room!r}")
+        for name in sender_rooms:
+            if target in self._rooms[name]:
+                return Route(room=name)
+        published, playing = self.streams_now(sender)
+        for sid in [*published, *playing]:
+            if self._linked_by_stream(sender, target, sid):
+                return Route(stream_id=sid)
+        if not sender_rooms and not published and not playing:
+            raise SignalingError(
+                ErrorCode.NOT_JOINED, "join a room or a stream before sending signaling messages"
+            )
+        raise SignalingError(ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} in a room or stream you share")
+
+    def find_counterparts(self, peer_id: str, name: str) -> Counterparts | None:
+        published = self._peer_published.get(peer_id, {})
+        playing = self._peer_playing.get(peer_id, {})
+        key = next((key for key in [*published, *playing] if stream_name(key) == name), None)
+        if key is not None:
+            state = self._streams[key]
+            plays = key not in published
+            return Counterparts(
+                [state.publisher] if plays else list(state.viewers), Route(stream_id=key), plays
+            )
+        if name in self._peer_rooms.get(peer_id, {}):
+            return Counterparts([p for p in self._rooms[name] if p != peer_id], Route(room=name), False)
+        return None
+
+    def _linked_by_stream(self, sender: str, target: str, stream_id: str) -> bool:
+        state = self._streams.get(stream_id)
+        if state is None:
+            return False
+        return (state.publisher == sender and target in state.viewers) or (
+            state.publisher == target and sender in state.viewers
+        )
+
+
+class MemoryStore(Links[_Seat]):
+    def __init__(self, limits: PeerLimits = DEFAULT_LIMITS) -> None:
+        super().__init__()
+        self.limits = limits
 
     # Rooms
 
@@ -218,7 +290,7 @@ class MemoryStore:
         return [Member(pid, seat.metadata) for pid, seat in self._rooms.get(room, {}).items()]
 
     async def rooms_of(self, peer_id: str) -> list[str]:
-        return list(self._peer_rooms.get(peer_id, {}))
+        return self.rooms_now(peer_id)
 
     # Streams
 
@@ -237,7 +309,7 @@ class MemoryStore:
         if room is not None and room not in self._peer_rooms.get(peer_id, {}):
             raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
         self._check_stream_limit(peer_id)
-        state = self._streams[stream_id] = _Stream(peer_id, room, max_viewers)
+        state = self._streams[stream_id] = StreamLinks(peer_id, room, max_viewers)
         self._peer_published.setdefault(peer_id, {})[stream_id] = None
         return state.snapshot(stream_id)
 
@@ -288,54 +360,17 @@ class MemoryStore:
         return [state.snapshot(sid) for sid, state in self._streams.items() if state.room == room]
 
     async def peer_streams(self, peer_id: str) -> tuple[list[str], list[str]]:
-        return list(self._peer_published.get(peer_id, {})), list(self._peer_playing.get(peer_id, {}))
+        return self.streams_now(peer_id)
 
     # Routing and removal
 
     async def counterparts(self, peer_id: str, name: str) -> Counterparts | None:
-        published = self._peer_published.get(peer_id, {})
-        playing = self._peer_playing.get(peer_id, {})
-        key = next((key for key in [*published, *playing] if stream_name(key) == name), None)
-        if key is not None:
-            state = self._streams[key]
-            plays = key not in published
-            return Counterparts(
-                [state.publisher] if plays else list(state.viewers), Route(stream_id=key), plays
-            )
-        if name in self._peer_rooms.get(peer_id, {}):
-            return Counterparts([p for p in self._rooms[name] if p != peer_id], Route(room=name), False)
-        return None
+        return self.find_counterparts(peer_id, name)
 
     async def route(
         self, sender: str, target: str, *, room: str | None = None, stream_id: str | None = None
     ) -> Route:
-        if target == sender:
-            raise SignalingError(ErrorCode.UNKNOWN_TARGET, "target is yourself")
-        if stream_id is not None:
-            if self._linked_by_stream(sender, target, stream_id):
-                return Route(stream_id=stream_id)
-            raise SignalingError(
-                ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} on stream {stream_name(stream_id)!r} with you"
-            )
-        sender_rooms = self._peer_rooms.get(sender, {})
-        if room is not None:
-            if room not in sender_rooms:
-                raise SignalingError(ErrorCode.NOT_IN_ROOM, f"not in room {room!r}")
-            if target in self._rooms[room]:
-                return Route(room=room)
-            raise SignalingError(ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} in room {room!r}")
-        for name in sender_rooms:
-            if target in self._rooms[name]:
-                return Route(room=name)
-        published, playing = await self.peer_streams(sender)
-        for sid in [*published, *playing]:
-            if self._linked_by_stream(sender, target, sid):
-                return Route(stream_id=sid)
-        if not sender_rooms and not published and not playing:
-            raise SignalingError(
-                ErrorCode.NOT_JOINED, "join a room or a stream before sending signaling messages"
-            )
-        raise SignalingError(ErrorCode.UNKNOWN_TARGET, f"no peer {target!r} in a room or stream you share")
+        return self.find_route(sender, target, room=room, stream_id=stream_id)
 
     async def remove_peer(self, peer_id: str) -> Removal:
         published = [self._unpublish(sid) for sid in list(self._peer_published.get(peer_id, {}))]
@@ -368,14 +403,6 @@ class MemoryStore:
                 ErrorCode.TOO_MANY_STREAMS,
                 f"a peer may publish and play {self.limits.streams} streams at most",
             )
-
-    def _linked_by_stream(self, sender: str, target: str, stream_id: str) -> bool:
-        state = self._streams.get(stream_id)
-        if state is None:
-            return False
-        return (state.publisher == sender and target in state.viewers) or (
-            state.publisher == target and sender in state.viewers
-        )
 
     def _leave(self, room: str, peer_id: str) -> list[str]:
         seats = self._rooms[room]

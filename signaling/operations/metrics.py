@@ -76,6 +76,11 @@ class Metrics:
             "signaling_redis_up", "1 while the shared Redis answers (1 without Redis)", registry=r
         )
         self.redis_up.set(1)
+        self.view_synced = Gauge(
+            "signaling_cluster_view_synced",
+            "With Redis: 1 while this node routes relays from its own view, 0 while it asks Redis",
+            registry=r,
+        )
         self.envelopes_skipped = Counter(
             "signaling_cluster_envelopes_skipped",
             "Messages on this node's Redis channel it could not read and skipped, by why",
