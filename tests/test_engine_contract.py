@@ -11,6 +11,7 @@ from typing import Any
 import engineio
 import pytest
 import socketio
+from aiohttp import web_protocol
 from engineio import async_socket
 
 from signaling.transports.engine import RELIES_ON, DirectSocket, Pinger
@@ -24,12 +25,23 @@ def owner(path: str) -> Any:
 def instance_of(path: str) -> Any:
     """A real instance, for attributes that are set in constructors."""
     server = socketio.AsyncServer(async_mode="aiohttp")
+    if path == "aiohttp.web_protocol.RequestHandler":
+        return _RequestHandlerSlots()
     return {
         "socketio.AsyncServer": server,
         "socketio.async_manager.AsyncManager": server.manager,
         "engineio.AsyncServer": server.eio,
         "engineio.async_socket.AsyncSocket": async_socket.AsyncSocket(server.eio, "sid"),
     }[path]
+
+
+class _RequestHandlerSlots:
+    """aiohttp's RequestHandler (one per connection) is slotted: its attributes are its slots
+    (and its base classes')."""
+
+    def __getattr__(self, name: str) -> None:
+        if not any(name in getattr(cls, "__slots__", ()) for cls in web_protocol.RequestHandler.__mro__):
+            raise AttributeError(name)
 
 
 @pytest.mark.parametrize(("path", "name", "parameters"), RELIES_ON, ids=[f"{p}.{n}" for p, n, _ in RELIES_ON])
@@ -64,3 +76,14 @@ def test_switching_a_session_to_directsocket_keeps_its_state() -> None:
     adopted = DirectSocket.adopt(session, 1024, pinger)
     assert adopted is session and adopted.sid == "sid" and adopted.max_unread == 1024
     assert adopted.pinger is pinger
+
+
+def test_aiohttp_lets_go_of_its_http_parser_where_engine_py_drops_it() -> None:
+    # DirectWebSocket sets an upgraded connection's `_parser` to None, which is what aiohttp does
+    # when a connection is lost: its data_received must not use the parser once upgraded.
+    source = inspect.getsource(web_protocol.RequestHandler.data_received)
+    assert "self._payload_parser is None and not self._upgraded" in source, (
+        "aiohttp's RequestHandler.data_received no longer reads upgraded connections past the HTTP "
+        "parser: check DirectWebSocket.__call__, which drops that parser"
+    )
+    assert "self._parser = None" in inspect.getsource(web_protocol.RequestHandler.connection_lost)

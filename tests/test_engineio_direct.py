@@ -101,8 +101,9 @@ async def test_client_that_stops_answering_pings_is_closed_and_leaves(start_serv
 async def test_idle_websocket_sessions_hold_no_queue_and_no_ping_task_yet_get_their_pings(
     start_server: StartServer,
 ) -> None:
-    # What an idle connection costs: engine.io's packet queue is gone once the WebSocket is up, the
-    # environ kept is slim, and pings come from the server's one Pinger, at the interval, as engine.io's own task sent them.
+    # What an idle connection costs: engine.io's packet queue and aiohttp's HTTP parser are gone
+    # once the WebSocket is up, the environ kept is slim, and pings come from the server's one
+    # Pinger, at the interval, as engine.io's own task sent them.
     running = await start_server(ping_interval=0.2, ping_timeout=0.3)
     url = running.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
@@ -114,6 +115,9 @@ async def test_idle_websocket_sessions_hold_no_queue_and_no_ping_task_yet_get_th
         assert isinstance(session, DirectSocket) and session.queue is None
         # socket.io's copy of the environ: only the address, not every header.
         assert running.sio.environ[session.sid] == {"REMOTE_ADDR": "127.0.0.1"}
+        # aiohttp's HTTP parser, of no use once upgraded, is gone.
+        assert session._response is not None and session._response._req is not None
+        assert session._response._req.protocol._parser is None
         assert not [task for task in asyncio.all_tasks() if "_send_ping" in repr(task.get_coro())]
         loop = asyncio.get_running_loop()
         started, pings = loop.time(), list[float]()

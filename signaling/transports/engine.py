@@ -1,4 +1,5 @@
-"""Everything that reaches into python-socketio's and python-engineio's internals, in one module.
+"""Everything that reaches into python-socketio's, python-engineio's and aiohttp's internals, in one
+module.
 
 - `DirectSocket`: engine.io sessions whose WebSocket packets are written straight to the
   connection. python-engineio's WebSocket loop costs more CPU per message than the relaying
@@ -12,7 +13,8 @@
   event to one dispatcher.
 
 `RELIES_ON` lists each private method and attribute used here; tests/test_engine_contract.py
-checks them against the installed libraries, so an upgrade that changes one fails loudly there.
+checks them (and what is assumed of aiohttp's upgraded connections) against the installed
+libraries, so an upgrade that changes one fails loudly there.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class DirectWebSocket:
         environ.clear()
         self.response = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
         await self.response.prepare(self.request)
+        # aiohttp keeps the connection's HTTP parser (llhttp's state and buffers: ~1.6 KB of RSS)
+        # for the WebSocket's life, though an upgraded connection's bytes all go to the WebSocket
+        # reader: it is let go now, as aiohttp itself does when the connection is lost.
+        self.request.protocol._parser = None
         await self.handler(self)
         return self.response
 
@@ -582,4 +588,5 @@ RELIES_ON: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("engineio.async_socket.AsyncSocket", "closing", None),
     ("engineio.payload.Payload", "__init__", ("self", "packets", "encoded_payload")),
     ("engineio.packet.Packet", "__init__", ("self", "packet_type", "data", "encoded_packet")),
+    ("aiohttp.web_protocol.RequestHandler", "_parser", None),
 )
