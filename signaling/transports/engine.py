@@ -47,6 +47,8 @@ class DirectWebSocket:
     """engine.io's aiohttp WebSocket driver, minus per-frame deflate: signaling messages are small
     and deflating each one costs more CPU than the bytes it saves (the stock driver has no switch)."""
 
+    __slots__ = ("handler", "request", "response", "server")  # one per connection, for its life
+
     def __init__(self, handler: Any, server: Any) -> None:
         self.handler = handler
         self.server = server

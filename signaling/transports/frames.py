@@ -44,6 +44,8 @@ class FrameWriter:
     closing handshake.
     """
 
+    __slots__ = ("_limit", "_response", "_transport", "_who")  # one per connection
+
     def __init__(
         self, response: web.WebSocketResponse, transport: asyncio.Transport | None, limit: int, who: str
     ) -> None:

@@ -87,6 +87,8 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
 
 
 class SocketIOSink:
+    __slots__ = ("_session", "_sid", "_sio", "_unmap", "_waiting")  # one per connection
+
     def __init__(self, sio: SignalingServer, sid: str, unmap: Callable[[str], object]) -> None:
         self._sio = sio
         self._sid = sid
