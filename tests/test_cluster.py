@@ -375,14 +375,15 @@ async def test_node_channels_survive_anything_published_on_them(
     assert (await get_json(f"{b.url}/readyz"))[0] == 200
     async with aiohttp.ClientSession() as http, http.get(f"{b.url}/metrics") as response:
         metrics = await response.text()
-    assert "signaling_cluster_view_synced 1.0" in metrics  # nothing in it touched the view
+    # A notice it cannot read is a change its view missed: rebuilt.
+    await wait_until(lambda: view_synced(b.url), "the view rebuilt")
     skipped = {
         line.split('why="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
         if line.startswith("signaling_cluster_envelopes_skipped_total{")
     }
     assert sum(skipped.values()) == 50 * len(garbage), skipped
-    assert set(skipped) == {"not_json", "malformed", "unknown_kind", "unknown_version"}
+    assert set(skipped) == {"not_json", "malformed", "unknown_kind", "unknown_version", "malformed_notice"}
     await spy.aclose()
 
 
@@ -447,3 +448,33 @@ async def test_a_relay_costs_no_redis_command_on_one_node_and_one_across_two(
     )
     assert back == {"publish": 20}, back
     await spy.aclose()
+
+
+async def test_a_node_of_an_older_version_turns_views_off_until_it_is_gone(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    """An older node (a rolling deploy) changes links without sending notices: while one is
+    alive, the others route through Redis, and relays keep working."""
+    a, b = await start_nodes(2)
+    alice, bob = await connect(a.url), await connect(b.url)
+    await alice.join("mixed")
+    await bob.join("mixed")
+    for node in (a, b):
+        await wait_until(lambda node=node: view_synced(node.url), "the views")  # type: ignore[misc]
+    spy = redis.Redis.from_url(redis_server.url)
+    await spy.sadd("sig:nodes", "elder")
+    await spy.set("sig:node:elder:alive", "1", px=60_000)  # what nodes before views write
+    for node in (a, b):
+        await wait_until(lambda node=node: _not(view_synced(node.url)), "views off")  # type: ignore[misc]
+    await alice.offer(bob.peer_id or "", SDP_OFFER)
+    assert (await bob.next("offer"))["from"] == alice.peer_id
+    await spy.delete("sig:node:elder:alive")  # gone: reaped, and the views come back
+    for node in (a, b):
+        await wait_until(lambda node=node: view_synced(node.url), "views on again")  # type: ignore[misc]
+    await bob.answer(alice.peer_id or "", SDP_ANSWER)
+    assert (await alice.next("answer"))["from"] == bob.peer_id
+    await spy.aclose()
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check

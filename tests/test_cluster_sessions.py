@@ -136,3 +136,35 @@ async def test_a_drained_nodes_sessions_resume_elsewhere(
     assert reply["resumed"] == "kept" and reply["peerId"] == bob_id
     assert (await back.next("offer"))["from"] == alice.peer_id
     assert "peer-left" not in alice.pending()
+
+
+async def test_a_relay_to_a_node_cut_off_without_a_goodbye_is_kept_once_it_is_reaped(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    """A host lost without closing its connections (power loss, a partition; here SIGSTOP) still
+    holds its subscription open in Redis's eyes: once it is reaped, the others must stop
+    publishing for its peers there and keep what is sent to them for their resume."""
+    survivor, lost = await start_nodes(2)
+    alice = await connect(survivor.url)
+    await alice.join("cut-off")
+    bob = await connect(lost.url)
+    await bob.join("cut-off")
+    await alice.next("peer-joined")
+    bob_id = bob.peer_id or ""
+    lost.process.send_signal(signal.SIGSTOP)
+    spy = redis.Redis.from_url(redis_server.url)
+
+    async def reaped() -> bool:
+        return bool(await spy.hget(f"sig:session:{bob_id}", "node") == b"")
+
+    await wait_until(reaped, "the survivor to reap the node")
+    assert await _listeners(spy, f"sig:node:{lost.node_id}:inbox", 1)  # Redis still thinks it listens
+    await alice.offer(bob_id, SDP_OFFER)
+    assert await spy.llen(f"sig:session:{bob_id}:kept") == 1
+    lost.kill()
+    await lost.process.wait()
+    back = await connect(survivor.url)
+    reply = await back.resume(bob.session, bob.claims())
+    assert reply["resumed"] == "kept"
+    assert (await back.next("offer"))["from"] == alice.peer_id
+    await spy.aclose()

@@ -101,25 +101,32 @@ def test_every_outbound_kind_is_covered_here_and_rendered_by_both_transports() -
         # State notices are checked to the last field: a view built from a wrong one misroutes.
         (
             state('{"seq": "1", "rooms": {}, "streams": {}}'),
-            "malformed",
+            "malformed_notice",
         ),
         (
             state('{"seq": 1, "rooms": {"r": [["a"]]}, "streams": {}}'),
-            "malformed",
+            "malformed_notice",
         ),
         (
             state('{"seq": 1, "rooms": {"r": {"a": "n"}}, "streams": {}}'),
-            "malformed",
+            "malformed_notice",
         ),
         (
             state('{"seq": 1, "rooms": {"r": [[1, "n"]]}, "streams": {}}'),
-            "malformed",
+            "malformed_notice",
         ),
         (
             state('{"seq": 1, "rooms": {}, "streams": {"s": {"room": ""}}}'),
-            "malformed",
+            "malformed_notice",
         ),
-        (state('{"seq": 1, "rooms": [], "streams": {}}'), "malformed"),
+        (state('{"seq": 1, "rooms": [], "streams": {}}'), "malformed_notice"),
+        (
+            state(
+                '{"seq": 1, "rooms": {}, "streams": {"s": {"publisher": ["a", "n"], "room": "", '
+                '"maxv": 1e+14, "viewers": {}}}}'
+            ),
+            "malformed_notice",
+        ),
     ],
 )
 def test_what_a_node_cannot_read_is_refused_with_a_reason(data: bytes, why: str) -> None:
@@ -139,7 +146,7 @@ def test_state_notices_as_the_scripts_write_them() -> None:
                 "seq": 7,
                 "rooms": {"r": [["a", "n1"], ["b", ""]], "empty": {}},
                 "streams": {
-                    "r/cam": {"publisher": ["a", "n1"], "room": "r", "maxv": 0, "viewers": {}},
+                    "r/cam": {"publisher": ["a", "n1"], "room": "r", "maxv": "0", "viewers": {}},
                     "gone": False,
                 },
                 "later": "ignored",

@@ -96,7 +96,10 @@ def decode_any(data: bytes) -> tuple[str, Outbound | None] | Notice:
         return to, None
     try:
         if kind == STATE:
-            return _notice(body)
+            try:
+                return _notice(body)
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise Undecodable("malformed_notice", f"{type(exc).__name__}: {exc}"[:200]) from None
         if kind == "Relayed":
             message: Outbound = Relayed(
                 body["sender"],
@@ -129,10 +132,10 @@ def _notice(body: dict[str, Any]) -> Notice:
 
 def _stream_state(raw: dict[str, Any]) -> StreamState:
     room, max_viewers = raw["room"], raw["maxv"]
-    if not isinstance(room, str) or not isinstance(max_viewers, int):
+    if not isinstance(room, str) or not isinstance(max_viewers, str) or not max_viewers.isdigit():
         raise TypeError("stream room or maxv of the wrong type")
     return StreamState(
-        _placed(raw["publisher"]), room or None, max_viewers or None, _placed_list(raw["viewers"])
+        _placed(raw["publisher"]), room or None, int(max_viewers) or None, _placed_list(raw["viewers"])
     )
 
 

@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from signaling.cluster import codec
+from signaling.cluster.outbox import SEPARATOR, Outbox
 from signaling.cluster.redis_sessions import RedisSessions
 from signaling.cluster.redis_store import RedisStore, as_text, available
 from signaling.cluster.replica import PROTOCOL, Replica
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 def new_node_id() -> str:
     # Short, and unique enough across restarts.
     return node_name(f"{socket.gethostname().split('.')[0][:16]}-{secrets.token_hex(3)}")
+
+
+# Seconds between attempts to subscribe again, doubling: a Redis back from a restart is heard from
+# at once, one that stays away is not hammered.
+RESUBSCRIBE_FIRST, RESUBSCRIBE_LAST = 0.05, 1.0
 
 
 class ClusterDelivery(LocalDelivery):
@@ -72,6 +78,7 @@ class ClusterDelivery(LocalDelivery):
         self.node_id = node_id
         self.prefix = prefix
         self.replica = replica
+        self.outbox = Outbox(client)
         # Has Redis send this node's view everything its peers are in (RedisStore.load).
         self.load: Callable[[list[str]], Awaitable[int]] | None = None
         # Told of each envelope skipped (metrics), with the reason.
@@ -84,11 +91,13 @@ class ClusterDelivery(LocalDelivery):
 
     async def absent(self, peer_id: str, message: Outbound) -> bool:
         home = self.replica.home(peer_id)
-        if home is not None and home != self.node_id:
-            envelope = codec.encode(peer_id, message)
-            if await available(lambda: self.client.publish(self.inbox(home), envelope)):
-                return True
-            # Nobody listens there (its node is gone): its session decides.
+        # Where nobody listens (its node is gone), its session decides.
+        if (
+            home is not None
+            and home != self.node_id
+            and await self.outbox.publish(self.inbox(home), codec.encode(peer_id, message))
+        ):
+            return True
         return await super().absent(peer_id, message)
 
     async def listen(self, ready: asyncio.Event) -> None:
@@ -97,11 +106,13 @@ class ClusterDelivery(LocalDelivery):
 
         A subscription that broke may have missed notices: the view is rebuilt on each new one.
         (Its client has no retries, which would resubscribe behind this loop's back.)"""
+        pause = RESUBSCRIBE_FIRST
         while True:
             try:
                 async with self.listener.pubsub() as pubsub:
                     await pubsub.subscribe(self.inbox(self.node_id))
                     ready.set()
+                    pause = RESUBSCRIBE_FIRST
                     self.rebuild_view()
                     async for item in pubsub.listen():
                         if item["type"] == "message":
@@ -110,7 +121,12 @@ class ClusterDelivery(LocalDelivery):
                 ready.clear()
                 self.replica.lost()
                 log.warning("node inbox unavailable (%s); retrying", exc)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, RESUBSCRIBE_LAST)
+
+    def _view_lost(self) -> None:
+        self.replica.lost()
+        self.rebuild_view()
 
     def rebuild_view(self) -> None:
         """Rebuild the view in the background (the listener applies what it is sent), unless a
@@ -126,21 +142,49 @@ class ClusterDelivery(LocalDelivery):
 
     async def _rebuild(self, load: Callable[[list[str]], Awaitable[int]]) -> None:
         try:
+            if await self.silent_nodes():
+                return  # the lease loop looks again
             if await self.replica.rebuild(lambda: load(self.local_peers())):
                 log.info("node view rebuilt: relays are routed from it")
         except SignalingError as error:
             log.warning("node view not rebuilt now: %s", error.message)
 
+    async def silent_nodes(self) -> list[str]:
+        """The live nodes of a version before views (their lease's value is the notice protocol
+        they speak), which change links without telling anyone: a rolling deploy's older nodes.
+        While there is one, routing asks Redis."""
+
+        async def read() -> list[str]:
+            nodes = [as_text(node) for node in await self.client.smembers(f"{self.prefix}nodes")]
+            if not nodes:
+                return []
+            leases = await self.client.mget([f"{self.prefix}node:{node}:alive" for node in nodes])
+            return [
+                node for node, lease in zip(nodes, leases, strict=True) if lease and int(lease) < PROTOCOL
+            ]
+
+        return await available(read)
+
     async def _received(self, data: Any) -> None:
+        for envelope in (data if isinstance(data, bytes) else str(data).encode()).split(SEPARATOR):
+            await self._read(envelope)
+
+    async def _read(self, data: bytes) -> None:
         try:
-            read = codec.decode_any(data if isinstance(data, bytes) else str(data).encode())
+            read = codec.decode_any(data)
         except codec.Undecodable as exc:
             if self.on_skipped is not None:
                 self.on_skipped(exc.why)
             self._skips.skipped(exc.why, str(exc))
+            if exc.why == "malformed_notice":
+                self._view_lost()  # a change the view cannot know
             return
         if isinstance(read, Notice):
-            self.replica.received(read)
+            try:
+                self.replica.received(read)
+            except Exception:
+                log.exception("node view: a notice could not be applied")
+                self._view_lost()
             return
         peer_id, message = read
         try:
@@ -272,6 +316,11 @@ class Node:
                         log.warning(
                             "node %s lost its lease: evicting local peers so they resume", self.node_id
                         )
+                        self.delivery.replica.lost()  # Redis numbers changes afresh
+                        # Resumed before this node listens again, a session would miss what
+                        # is published for it meanwhile.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self.subscribed.wait(), self.lease_ms / 1000)
                         await self.delivery.evict_all("shared state was lost")
                 # Every time: a reaper that finished late may have taken this node off the list.
                 await self.client.sadd(self._key("nodes"), self.node_id)
@@ -297,11 +346,8 @@ class Node:
             self.keys.use(as_text(agreed))
 
     async def _check_view(self) -> None:
-        """Route from the view only while every live node sends notices: a node of a version
-        before views (a rolling deploy) changes links without telling anyone."""
-        nodes = [as_text(node) for node in await self.client.smembers(self._key("nodes"))]
-        leases = await self.client.mget([self._key("node", node, "alive") for node in nodes]) if nodes else []
-        silent = [node for node, lease in zip(nodes, leases, strict=True) if lease and int(lease) < PROTOCOL]
+        """Route from the view only while every live node sends notices (see `silent_nodes`)."""
+        silent = await self.delivery.silent_nodes()
         if silent:
             if self.delivery.replica.synced:
                 log.warning("nodes %s send no notices (an older version): routing through Redis", silent)

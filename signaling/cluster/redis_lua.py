@@ -78,10 +78,12 @@ local function placed(peer)
   return {peer, node}
 end
 local function touch_room(room)
+  if told.rooms[room] then return end
   told.rooms[room] = true
   for _, peer in ipairs(redis.call('HKEYS', k('room', room))) do placed(peer) end
 end
 local function touch_stream(id)
+  if told.streams[id] then return end
   told.streams[id] = true
   local publisher = redis.call('HGET', k('stream', id), 'publisher')
   if publisher then placed(publisher) end
@@ -109,7 +111,8 @@ local function announce(me, only_me)
     if o then
       local viewers = {}
       for _, viewer in ipairs(o.viewers) do table.insert(viewers, placed(viewer)) end
-      streams[id] = {publisher = placed(o.publisher), room = o.room, maxv = o.maxv, viewers = viewers}
+      local maxv = redis.call('HGET', k('stream', id), 'maxv')  -- as text: cjson writes big numbers as 1e+14
+      streams[id] = {publisher = placed(o.publisher), room = o.room, maxv = maxv, viewers = viewers}
     else
       streams[id] = false
     end

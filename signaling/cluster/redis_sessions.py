@@ -51,9 +51,12 @@ local function listed(node)
   return out
 end
 -- A held session off a node's list, with no home: any node's sweep ends it if it is not resumed.
+-- The nodes of those it shares something with learn it (announce), so that they stop publishing
+-- for it on a channel that a node cut off from the network may still hold open.
 local function homeless(node, peer)
   redis.call('HSET', k('session', peer), 'node', '')
   redis.call('SREM', k('node', node, 'peers'), peer)
+  touch_peer(peer)
 end
 local function young(now_ms, grace_ms)
   local epoch = tonumber(redis.call('GET', k('epoch')) or now_ms)
@@ -204,9 +207,10 @@ return out
 """
 )
 
-# ARGV: prefix, dead node, deadline ms, grace 0 ("1") or not. The dead node's peers: resumable
-# sessions are held for their owners (reason "node_lost" if they do not come back); the others,
-# returned, are removed by the caller; those that moved are no longer its.
+# ARGV: prefix, dead node, deadline ms, grace 0 ("1") or not, caller. The dead node's peers:
+# resumable sessions are held for their owners (reason "node_lost" if they do not come back); the
+# others, returned after the seq of the notice, are removed by the caller; those that moved are no
+# longer its.
 ORPHANS = (
     COMMON
     + """
@@ -224,6 +228,7 @@ for _, peer in ipairs(listed(dead)) do
     table.insert(out, peer)
   end
 end
+table.insert(out, 1, announce(ARGV[5]))
 return out
 """
 )
@@ -250,6 +255,7 @@ local me = ARGV[2]
 for _, peer in ipairs(listed(me)) do
   if redis.call('HGET', k('session', peer), 'held') == '1' then homeless(me, peer) end
 end
+announce('')
 return redis.call('SCARD', k('node', me, 'peers'))
 """
 )
@@ -340,8 +346,10 @@ class RedisSessions:
     async def orphans(self, node: str) -> list[str]:
         """A dead node's peers: held for their owners if they can resume; the rest returned."""
         deadline = _now_ms() + self._grace_ms
-        answer = await self._run("ORPHANS", node, deadline, "1" if self.grace <= 0 else "0")
-        return [as_text(peer) for peer in answer]
+        answer = await self._run("ORPHANS", node, deadline, "1" if self.grace <= 0 else "0", self.node_id)
+        if self.replica is not None:
+            await self.replica.caught_up(int(answer[0]))
+        return [as_text(peer) for peer in answer[1:]]
 
     async def attached_here(self) -> list[str]:
         return [as_text(peer) for peer in await self._run("ATTACHED", self.node_id)]
