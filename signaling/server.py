@@ -130,6 +130,28 @@ def refresh_ice_forever(
     return run
 
 
+# What browsers load from /client/, by folder and file suffix: the library's modules, the demo
+# pages' assets and the vendored socket.io-client. Not its unit tests, lockfile, node_modules or
+# READMEs, which would only tell the world what the browser has no use for.
+CLIENT_FILES = {"": (".js",), "demo": (".js", ".css", ".html"), "vendor": (".js", ".js.map")}
+SOCKETIO_CLIENT = Path("vendor", "socket.io.esm.min.js")
+
+
+async def client_file(request: web.Request) -> web.StreamResponse:
+    folder, _, name = request.match_info["path"].rpartition("/")
+    suffixes = CLIENT_FILES.get(folder)
+    if suffixes is None or not name.endswith(suffixes) or name.startswith("."):
+        raise web.HTTPNotFound()
+    path = CLIENT_DIR / folder / name
+    try:
+        found = path.is_file()
+    except OSError:  # a name the file system cannot even look up (too long)
+        found = False
+    if not found:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
 def page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     path = CLIENT_DIR / "demo" / name
 
@@ -214,8 +236,12 @@ def _hub(
 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """The whole server; `store` replaces the in-memory state (tests, other backends)."""
-    if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
-        log.warning("client_js/node_modules is missing: run bin/setup, or the browser client cannot load")
+    if not (CLIENT_DIR / SOCKETIO_CLIENT).is_file():
+        # Committed with the code: missing only from a broken copy or package. The demo pages say
+        # so to their users; this says so to whoever deployed it.
+        log.warning(
+            "%s is missing: the browser library and demo pages cannot load", CLIENT_DIR / SOCKETIO_CLIENT
+        )
     metrics = Metrics()
     guard = Guard(
         rate_limits=settings.rate_limits,
@@ -275,9 +301,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     if ice.expiring:
         app.cleanup_ctx.append(refresh_ice_forever(ice, [socketio_transport, antmedia]))
     app.router.add_get("/{app}/websocket", antmedia.handle)
-    # The static files below own every path under /client/, so that app name needs its own route.
+    # aiohttp tries the routes under /client/ before /{app}/..., so that app name needs its own.
     app.router.add_get("/client/websocket", antmedia.handle)
     app.router.add_get("/", page("room.html"))
     app.router.add_get("/broadcast", page("broadcast.html"))
-    app.router.add_static("/client/", CLIENT_DIR)
+    app.router.add_get("/client/{path:.+}", client_file)
     return app
