@@ -35,6 +35,7 @@ class Replica:
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = count()  # ties in the heap never compare futures
         self._generation = 0  # one more each time the view is lost
+        self._rebuilding = False
 
     @property
     def synced(self) -> bool:
@@ -49,7 +50,9 @@ class Replica:
 
     async def caught_up(self, seq: int) -> None:
         """Wait until the notice of the change numbered `seq` has been applied here."""
-        if self._synced and seq and not await self._reached(seq):
+        # While a rebuild is under way too: one that completes before this change's notice is
+        # applied would trust a view without it.
+        if (self._synced or self._rebuilding) and seq and not await self._reached(seq):
             log.warning("node view: a change's notice did not come back in time; routing through Redis")
             self.lost()
 
@@ -69,8 +72,12 @@ class Replica:
         up); whole again once that has arrived."""
         self.lost()
         generation = self._generation
-        if await self._reached(await load()) and generation == self._generation:
-            self._synced = True
+        self._rebuilding = True
+        try:
+            if await self._reached(await load()) and generation == self._generation:
+                self._synced = True
+        finally:
+            self._rebuilding = False
         return self._synced
 
     def home(self, peer_id: str) -> str | None:
