@@ -29,7 +29,8 @@
 // error {code, message, fields?}: the server's error codes, plus unreachable, camera_denied,
 // no_camera, media_error, webrtc_error and rejoin_failed from the client itself. Requests still
 // waiting for signaling when close() is called reject with code "closed".
-import { io } from "./node_modules/socket.io-client/dist/socket.io.esm.min.js";
+// socket.io-client's browser build, vendored (vendor/README.md): serving it needs no npm step.
+import { io } from "./vendor/socket.io.esm.min.js";
 import { SignalingClient, SignalingError } from "./client.js";
 
 export { SignalingClient, SignalingError };

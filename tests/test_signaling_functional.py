@@ -223,9 +223,9 @@ async def test_healthz_and_client_files(server: RunningServer) -> None:
         async with http.get(f"{server.url}/readyz") as response:
             assert response.status == 200
             assert await response.json() == {"status": "ready"}
-        async with http.get(f"{server.url}/client/README.md") as response:
+        async with http.get(f"{server.url}/client/signaling-client.js") as response:
             assert response.status == 200
-            assert "Browser client" in await response.text()
+            assert "export function connect" in await response.text()
 
 
 async def test_a_client_path_too_long_for_the_file_system_is_not_found(server: RunningServer) -> None:
