@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 
 from signaling.transports.antmedia import ice_server_config
@@ -307,6 +308,35 @@ async def test_a_silent_connection_is_gone_and_frees_its_stream_id(
     back = await antmedia(quick.url)
     started = await back.request("publish", "notification:publish_started", streamId="cam")
     assert started["streamId"] == "cam"
+
+
+async def test_a_heartbeat_timeout_logs_only_the_disconnect(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that stops answering the WebSocket pings (its network gone) is dropped by aiohttp's
+    heartbeat; what aiohttp hands the read loop then is no frame of the client's, and must not be
+    refused as one (`binary frames are not supported`)."""
+    quick = await start_server(ping_interval=0.2, antmedia_idle_timeout=30)
+    url = quick.url.replace("http", "ws") + "/WebRTCAppEE/websocket"
+    async with aiohttp.ClientSession() as http:
+        with caplog.at_level(logging.INFO, logger="signaling"):
+            # autoping off, and never read: the server's pings go unanswered.
+            ws = await http.ws_connect(url, autoping=False, autoclose=False)
+            await ws.send_str('{"command": "join", "streamId": "call"}')
+            for _ in range(100):
+                if any("disconnected" in message for message in caplog.messages):
+                    break
+                await asyncio.sleep(0.05)
+            await ws.close()
+    lines = [
+        record.getMessage().split(" ", 1)[1] for record in caplog.records if "peer=am-" in record.getMessage()
+    ]
+    assert lines == [
+        "connected from 127.0.0.1 (app WebRTCAppEE)",
+        "room=call joined (0 already there)",
+        "disconnected (close code 1006)",
+        "room=call left (disconnected)",
+    ], caplog.text
 
 
 async def test_the_sdks_reconnect_pattern_is_always_accepted(
