@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT_DIR = ROOT / "client_js"
+# In a checkout the browser client is client_js/ beside the package; `pip install` puts a copy of
+# what browsers load inside the package (pyproject's package data), as there is no checkout then.
+INSTALLED_CLIENT_DIR = Path(__file__).resolve().parent / "client_js"
+CLIENT_DIR = INSTALLED_CLIENT_DIR if INSTALLED_CLIENT_DIR.is_dir() else ROOT / "client_js"
 SWEEP_INTERVAL = 1.0  # seconds between looks for held sessions whose grace is over
 
 HUB = web.AppKey("hub", Hub)
@@ -195,7 +198,10 @@ def sweep_sessions_forever(hub: Hub) -> Callable[[web.Application], AsyncIterato
 
 def session_keys(settings: Settings) -> SessionKeys:
     path = Path(settings.session_key_file)
-    key = load_key(settings.session_secret, path if path.is_absolute() else ROOT / path)
+    # Relative paths are beside app.py in a checkout; installed, beside the package would be in
+    # site-packages, so they mean the working directory, as for any command.
+    base = ROOT if (ROOT / "app.py").is_file() else Path.cwd()
+    key = load_key(settings.session_secret, path if path.is_absolute() else base / path)
     return SessionKeys(key, shared=bool(settings.session_secret))
 
 

@@ -433,7 +433,7 @@ def _check_consistency(settings: Settings) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="app.py",
+        # No fixed prog: the same flags serve `python app.py` and the installed `signaling-server`.
         description="WebRTC signaling server (socket.io). Each flag overrides the environment "
         "variable named in its help.",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from signaling.client import SignalingClient
 
@@ -42,3 +43,29 @@ CANDIDATE = {
     "sdpMLineIndex": 0,
     "usernameFragment": "abcd",
 }
+
+
+def readme_code(section: str, language: str = "python") -> list[str]:
+    """The `language` code blocks of one README section (its heading line, say "### Bots", up to
+    the next heading of its level or above), exactly as written."""
+    level = len(section) - len(section.lstrip("#"))
+    blocks: list[str] = []
+    inside = False
+    fence: str | None = None  # the language of the code block being read
+    lines: list[str] = []
+    for line in (Path(__file__).resolve().parent.parent / "README.md").read_text().splitlines():
+        if fence is None and line.startswith("#"):
+            depth = len(line) - len(line.lstrip("#"))
+            if inside and depth <= level:
+                break
+            inside = inside or line == section
+        elif line.startswith("```"):
+            if fence is None:
+                fence, lines = line[3:], []
+            else:
+                if inside and fence == language:
+                    blocks.append("\n".join(lines) + "\n")
+                fence = None
+        elif fence is not None:
+            lines.append(line)
+    return blocks
