@@ -1,20 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from signaling.client import SignalingClient
-from signaling.core.hub import Hub
-from signaling.core.store import MemoryStore, Store
 from signaling.security.ratelimit import Rate
-from signaling.server import HUB, SOCKETIO, create_app
 from signaling.settings import Settings
-from signaling.transports.engine import SignalingServer
+from signaling.testing import ConnectClient
+from signaling.testing import RunningServer as RunningServer
+from signaling.testing import StartServer as StartServer
 from tests.antmedia_client import AntMediaClient
 from tests.helpers import ConnectPeer
 
@@ -65,73 +60,28 @@ TEST_SETTINGS = Settings(
 )
 
 
-@dataclass
-class RunningServer:
-    url: str
-    app: web.Application
-    runner: web.AppRunner
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-    @property
-    def hub(self) -> Hub:
-        return self.app[HUB]
-
-    @property
-    def sio(self) -> SignalingServer:
-        return self.app[SOCKETIO]
-
-    @property
-    def store(self) -> MemoryStore:
-        store = self.hub.store
-        assert isinstance(store, MemoryStore)
-        return store
-
-
-StartServer = Callable[..., Awaitable[RunningServer]]
-
-
 @pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
+def signaling_settings() -> Settings:
+    """The plugin's servers start from our test settings."""
+    return TEST_SETTINGS
+
+
+# Our names for the plugin's fixtures (signaling.testing): the suite runs on what users get.
+@pytest.fixture
+def start_server(start_signaling_server: StartServer) -> StartServer:
     """Start a real server on a free loopback port; keyword arguments override settings."""
-    runners: list[web.AppRunner] = []
-
-    async def start(store: Store | None = None, **overrides: Any) -> RunningServer:
-        app = create_app(replace(TEST_SETTINGS, **overrides), store)
-        runner = web.AppRunner(app, shutdown_timeout=1)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return RunningServer(f"http://{host}:{port}", app, runner)
-
-    yield start
-    for runner in runners:
-        if runner.server is not None:  # not stopped by the test already
-            await runner.cleanup()
+    return start_signaling_server
 
 
 @pytest.fixture
-async def server(start_server: StartServer) -> RunningServer:
-    return await start_server()
+def server(signaling_server: RunningServer) -> RunningServer:
+    return signaling_server
 
 
 @pytest.fixture
-async def connect(server: RunningServer) -> AsyncIterator[ConnectPeer]:
+def connect(signaling_client: ConnectClient) -> ConnectPeer:
     """Connect socket.io peers to `server`; all are closed at the end of the test."""
-    clients: list[SignalingClient] = []
-
-    async def make(url: str | None = None, **kwargs: Any) -> SignalingClient:
-        client = SignalingClient()
-        await client.connect(url or server.url, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
+    return signaling_client
 
 
 ConnectAntMedia = Callable[..., Awaitable[AntMediaClient]]

@@ -1,6 +1,6 @@
 """`pip install <checkout>` as a user runs it: into a fresh virtualenv, then used from a folder
-outside the checkout: the `signaling-server` command and its pages, and the README's bot example
-as written."""
+outside the checkout: the `signaling-server` command and its pages, the README's bot example as
+written, and the pytest plugin found through its entry point."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import RunningServer
+from signaling.testing import RunningServer
 from tests.helpers import free_port, readme_code
 from tests.hostile_support import wait_healthy
 
@@ -162,3 +162,24 @@ def test_the_readme_bot_example_runs_as_written(installed: Installed, installed_
     lines = result.stdout.splitlines()
     assert any(line.startswith("calling bot: answered by ") for line in lines), lines
     assert any(line.startswith("answering bot: answered ") for line in lines), lines
+
+
+@pytest.mark.process
+def test_the_installed_pytest_plugin_runs_the_readme_example(installed: Installed) -> None:
+    """Loaded by its entry point, also where a conftest names it too (not registered twice)."""
+    tests = installed.elsewhere / "user-tests"
+    tests.mkdir()
+    (example,) = readme_code("### Testing your app or bot: pytest fixtures")
+    (tests / "test_example.py").write_text(example)
+    (tests / "conftest.py").write_text('pytest_plugins = ["signaling.testing"]\n')
+    (tests / "pytest.ini").write_text("[pytest]\n")
+    result = subprocess.run(
+        [installed.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tests,
+        env=installed.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout, result.stdout
