@@ -90,3 +90,29 @@ def readme_table_rows(section: str) -> list[str]:
     start = readme.index(section)
     lines = readme[start : readme.index("\n## ", start)].splitlines()
     return [line for line in lines if line.startswith("| `")]
+
+
+def test_without_pytest_asyncio_only_the_tests_using_the_fixtures_fail(tmp_path: Path) -> None:
+    """pytest loads the plugin in every run of an environment that has the package: one without
+    pytest-asyncio must still run its other tests."""
+    missing = tmp_path / "shadow" / "pytest_asyncio"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text('raise ImportError("pytest-asyncio is not installed")\n')
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "test_mine.py").write_text(
+        "def test_unrelated():\n    pass\n\n\ndef test_with_a_server(signaling_server):\n    pass\n"
+    )
+    # pytest-asyncio's own entry point would not load either: left out, as if not installed.
+    command = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "signaling.testing"]
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(missing.parent), str(ROOT)])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "1 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    assert "need pytest-asyncio: pip install 'webrtc-signaling[testing]'" in result.stdout
