@@ -101,6 +101,23 @@ async def test_invalid_fields(connect: ConnectPeer, event: str, payload: dict[st
     json.dumps(error)  # the body must survive any JSON encoder a client uses
 
 
+async def test_unknown_fields_are_refused_with_where_app_data_goes(connect: ConnectPeer) -> None:
+    # Classic relays pass along whatever the sender adds; here the refusal points to the place for it.
+    alice, bob = await joined_pair(connect)
+    error = await expect_error(
+        alice, "validation_failed", "offer", {"target": bob.peer_id, "sdp": SDP_OFFER, "caller": "ada"}
+    )
+    assert list(error["fields"]) == ["caller"]
+    assert "peer-message" in error["message"] and "metadata" in error["message"], error
+    error = await expect_error(
+        alice, "validation_failed", "ice-candidate", {"target": bob.peer_id, "candidate": None, "call": 1}
+    )
+    assert "peer-message" in error["message"]
+    error = await expect_error(alice, "validation_failed", "join", {"room": "other", "name": "ada"})
+    assert "`metadata`" in error["message"]
+    assert bob.pending() == {}
+
+
 async def test_unknown_events(connect: ConnectPeer) -> None:
     alice = await connect()
     error = await expect_error(alice, "unknown_event", "shout", {"text": "hi"})

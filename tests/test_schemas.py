@@ -52,6 +52,23 @@ def test_descriptions() -> None:
     assert "room" in (refusal("answer", {"target": "p", "sdp": "v=0", "room": "bad room"}).fields or {})
 
 
+def test_unknown_fields_say_where_app_data_goes() -> None:
+    relays: list[tuple[str, dict[str, Any]]] = [
+        ("offer", {"target": "p", "sdp": "v=0"}),
+        ("answer", {"target": "p", "sdp": "v=0", "room": "r"}),
+        ("ice-candidate", {"target": "p", "candidate": None}),
+    ]
+    for event, payload in relays:
+        error = refusal(event, {**payload, "caller": "ada"})
+        assert error.fields is not None and list(error.fields) == ["caller"]
+        assert error.message.startswith(f"invalid {event} payload: caller: Unknown field.")
+        assert "peer-message" in error.message and "metadata" in error.message
+    many = refusal("offer", {"target": "p", "sdp": "v=0", **{f"k{i}": i for i in range(50)}})
+    assert many.fields is not None and "peer-message" in many.fields["k0"][0]
+    joined = refusal("join", {"room": "r", "name": "ada"})
+    assert joined.fields is not None and "`metadata`" in joined.fields["name"][0]
+
+
 def test_candidates() -> None:
     loaded = load("ice-candidate", {"target": "p", "candidate": CANDIDATE})
     assert loaded["candidate"] == CANDIDATE

@@ -42,7 +42,13 @@ from signaling.core.limits import (
 from signaling.core.sessions import Claims, PlayingClaim, PublishedClaim, RoomClaim
 
 MAX_REPORTED_FIELDS = 10
-UNKNOWN_FIELD = "Unknown field."  # marshmallow's words
+# Classic relays pass whatever the sender adds along with an offer (a name, a call id...): here
+# such fields are refused, and the refusal says where app data goes instead.
+UNKNOWN_RELAY_FIELD = (
+    "Unknown field. App data goes in a peer-message's `data` (to one peer) "
+    "or in join's `metadata` (to everyone in the room)."
+)
+UNKNOWN_JOIN_FIELD = "Unknown field. App data about you goes in `metadata`, seen by the room."
 
 
 def is_text(value: str) -> bool:
@@ -81,7 +87,8 @@ class StrictSchema(Schema):
         if len(data) <= len(self.fields) + MAX_REPORTED_FIELDS:
             return data  # marshmallow reports these itself
         unknown = (key for key in data if key not in self.fields)
-        raise ValidationError({key: [UNKNOWN_FIELD] for key in unknown})
+        message = self.error_messages["unknown"]
+        raise ValidationError({key: [message] for key in unknown})
 
 
 class JsonValue(fields.Field[Any]):
@@ -134,8 +141,14 @@ def stream_id_field(**kwargs: Any) -> StrictString:
     return StrictString(validate=validate.Regexp(ROOM_PATTERN, error=STREAM_ID_RULE), **kwargs)
 
 
+class JoinBaseSchema(StrictSchema):
+    error_messages = {"unknown": UNKNOWN_JOIN_FIELD}  # noqa: RUF012
+
+
 class RelaySchema(StrictSchema):
     """Fields every relayed message shares: whom it is for, and optionally through what."""
+
+    error_messages = {"unknown": UNKNOWN_RELAY_FIELD}  # noqa: RUF012
 
     target = StrictString(required=True, validate=validate.Length(min=1, max=PEER_ID_MAX))
     room = room_field(load_default=None)
@@ -341,7 +354,7 @@ def build_schemas(limits: Limits) -> dict[str, Loader]:
         },
         name="PeerMessageSchema",
     )
-    join = StrictSchema.from_dict(
+    join = JoinBaseSchema.from_dict(
         {
             "room": room_field(required=True),
             "metadata": JsonValue(max_bytes=limits.metadata_bytes, objects_only=True, load_default=dict),
