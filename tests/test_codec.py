@@ -39,6 +39,7 @@ def state(body: str) -> bytes:
 MESSAGES: list[Outbound] = [
     Relayed("a", "b", Route(room="r"), SessionDescription("offer", "v=0\r\n")),
     Relayed("a", "b", Route(stream_id="s"), SessionDescription("answer", "v=0\r\n")),
+    Relayed("a", "b", Route(room="r"), SessionDescription("offer", "v=0\r\n", as_object=True)),
     Relayed(
         "a", "b", Route(room="r"), IceCandidate(Candidate("candidate:1 1 udp 1 1.2.3.4 5 typ host", "0", 0))
     ),
@@ -160,6 +161,28 @@ def test_state_notices_as_the_scripts_write_them() -> None:
     )
     with pytest.raises(codec.Undecodable):
         codec.decode(data)  # where a peer's message is expected
+
+
+def test_how_a_description_was_sent_survives_the_trip_and_older_nodes_still_read_it() -> None:
+    # Sent as an RTCSessionDescriptionInit, it is delivered as one on the recipient's node too.
+    sent = Relayed("a", "b", Route(room="r"), SessionDescription("answer", "v=0\r\n", as_object=True))
+    assert codec.decode(codec.encode("p", sent)) == ("p", sent)
+    assert render(sent) == (
+        "answer",
+        {"from": "a", "target": "b", "room": "r", "sdp": {"type": "answer", "sdp": "v=0\r\n"}},
+    )
+    # One field added, none changed: a node of the previous version reads the rest as before
+    # (its peers get the text), and text descriptions are encoded exactly as they were.
+    signal = orjson.loads(codec.encode("p", sent))["body"]["signal"]
+    assert signal == {"kind": "description", "type": "answer", "sdp": "v=0\r\n", "object": True}
+    text = sent._replace(signal=SessionDescription("answer", "v=0\r\n"))
+    assert orjson.loads(codec.encode("p", text))["body"]["signal"] == {
+        "kind": "description",
+        "type": "answer",
+        "sdp": "v=0\r\n",
+    }
+    # And what such a node sends (no `object`) is text.
+    assert codec.decode(codec.encode("p", text)) == ("p", text)
 
 
 def test_fields_a_newer_node_adds_are_ignored() -> None:

@@ -52,10 +52,36 @@ def test_descriptions() -> None:
     assert "room" in (refusal("answer", {"target": "p", "sdp": "v=0", "room": "bad room"}).fields or {})
 
 
+def test_descriptions_as_objects() -> None:
+    # What `pc.localDescription` encodes to; it loads as it came, for the recipient to get the same.
+    described = {"type": "offer", "sdp": SDP_OFFER[:900]}
+    loaded = load("offer", {"target": "p", "sdp": described})
+    assert loaded == {"target": "p", "sdp": described, "room": None, "streamId": None}
+    assert load("answer", {"target": "p", "sdp": {"type": "answer", "sdp": "v=0"}})["sdp"]["type"] == "answer"
+    mismatch = refusal("offer", {"target": "p", "sdp": {"type": "answer", "sdp": "v=0"}})
+    assert mismatch.fields == {"sdp": {"type": ["Must be 'offer', the event's own type."]}}
+    for bad in [
+        {"type": "offer", "sdp": "v" * 1001},
+        {"type": "offer", "sdp": ""},
+        {"type": "offer"},
+        {"sdp": "v=0"},
+        {"type": "rollback", "sdp": "v=0"},
+        {"type": "offer", "sdp": b"v=0"},
+        {"type": "offer", "sdp": "v=0\ud800"},
+        {"type": "offer", "sdp": "v=0", "extra": 1},
+        ["offer", "v=0"],
+        None,
+    ]:
+        error = refusal("offer", {"target": "p", "sdp": bad})
+        assert error.code == ErrorCode.VALIDATION_FAILED
+        assert error.fields is not None and "sdp" in error.fields, bad
+    assert "RTCSessionDescriptionInit" in refusal("offer", {"target": "p", "sdp": 5}).message
+
+
 def test_unknown_fields_say_where_app_data_goes() -> None:
     relays: list[tuple[str, dict[str, Any]]] = [
         ("offer", {"target": "p", "sdp": "v=0"}),
-        ("answer", {"target": "p", "sdp": "v=0", "room": "r"}),
+        ("answer", {"target": "p", "sdp": {"type": "answer", "sdp": "v=0"}}),
         ("ice-candidate", {"target": "p", "candidate": None}),
     ]
     for event, payload in relays:
@@ -168,11 +194,22 @@ _candidate = st.one_of(
         },
     ),
 )
+_description = st.one_of(
+    _value,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.one_of(_value, st.sampled_from(["offer", "answer", "pranswer"])),
+            "sdp": st.one_of(_value, st.just("v=0")),
+            "extra": _value,
+        },
+    ),
+)
 _payloads = st.fixed_dictionaries(
     {},
     optional={
         "target": _value,
-        "sdp": _value,
+        "sdp": _description,
         "room": _value,
         "streamId": _value,
         "candidate": _candidate,
@@ -189,6 +226,7 @@ _ODD_VALUES: list[Any] = [
     *("", "answer", "offer", "room-1", "bad room", "x" * 64, "x" * 65, "c" * 200, "c" * 201),
     *("m" * 256, "m" * 257, "s" * 1000, "s" * 1001),
     *("v=0 \u00e9t\u00e9", "v=0\ud800", "\udc00"),  # text, and unpaired surrogates (not text)
+    *({"type": "offer", "sdp": "v=0"}, {"type": "answer", "sdp": "v=0"}, {"type": "offer"}),
 ]
 _odd = st.one_of(st.sampled_from(_ODD_VALUES), _value)
 
@@ -218,6 +256,8 @@ def test_fast_path_agrees_with_the_schema(event: str, payload: dict[str, Any]) -
 _VALID_EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("offer", {"target": "p", "sdp": "v=0"}),
     ("answer", {"target": "p", "sdp": "v=0", "room": "room-1"}),
+    ("offer", {"target": "p", "sdp": {"type": "offer", "sdp": "v=0"}}),
+    ("answer", {"target": "p", "streamId": "s", "sdp": {"type": "answer", "sdp": "v=0"}}),
     ("ice-candidate", {"target": "p", "streamId": "s", "candidate": {"candidate": "c:1", "sdpMid": "0"}}),
     (
         "ice-candidate",
@@ -238,6 +278,9 @@ _EVENT_FIELDS = [
     "candidate.sdpMLineIndex",
     "candidate.usernameFragment",
     "candidate.x",
+    "sdp.type",
+    "sdp.sdp",
+    "sdp.x",
 ]
 
 
@@ -293,6 +336,7 @@ def test_fast_path_takes_the_usual_messages() -> None:
     candidate = SCHEMAS["ice-candidate"]
     assert isinstance(offer, FastPath) and isinstance(candidate, FastPath)
     assert offer.accept({"target": "p", "sdp": SDP_OFFER[:900]}) is not None
+    assert offer.accept({"target": "p", "sdp": {"type": "offer", "sdp": SDP_OFFER[:900]}}) is not None
     assert candidate.accept({"target": "p", "candidate": CANDIDATE}) is not None
     assert candidate.accept({"target": "p", "candidate": None}) is not None
 

@@ -162,8 +162,11 @@ def _text(value: Any) -> str:
 
 def _encode_signal(signal: Signal) -> dict[str, Any]:
     match signal:
-        case SessionDescription(type=kind, sdp=sdp):
-            return {"kind": "description", "type": kind, "sdp": sdp}
+        case SessionDescription(type=kind, sdp=sdp, as_object=as_object):
+            # `object` was added in a compatible way: only written when true, and older nodes
+            # ignore it (their peers get the text, which they always could read).
+            described = {"kind": "description", "type": kind, "sdp": sdp}
+            return {**described, "object": True} if as_object else described
         case IceCandidate(candidate=None):
             return {"kind": "candidate", "candidate": None}
         case IceCandidate(candidate=Candidate() as candidate):
@@ -176,7 +179,7 @@ def _encode_signal(signal: Signal) -> dict[str, Any]:
 def _decode_signal(raw: dict[str, Any]) -> Signal:
     match raw["kind"]:
         case "description":
-            return SessionDescription(raw["type"], raw["sdp"])
+            return SessionDescription(raw["type"], raw["sdp"], raw.get("object") is True)
         case "candidate":
             candidate = raw["candidate"]
             if candidate is None:

@@ -33,6 +33,10 @@ class Candidate(NamedTuple):
 class SessionDescription(NamedTuple):
     type: DescriptionType
     sdp: str
+    # Sent as an RTCSessionDescriptionInit object ({type, sdp}) rather than as the SDP text: the
+    # recipient gets it in the same form, so that a client passing descriptions along as they are
+    # (`pc.setRemoteDescription(data.sdp)`) works with a peer of its own kind.
+    as_object: bool = False
 
 
 class IceCandidate(NamedTuple):

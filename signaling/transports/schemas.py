@@ -183,6 +183,39 @@ class CandidateSchema(StrictSchema):
         require_mline(data["candidate"], data["sdpMid"], data["sdpMLineIndex"], "sdpMid")
 
 
+class DescriptionField(fields.Field[str | dict[str, str]]):
+    """An offer's or answer's `sdp`: the SDP text, or the `RTCSessionDescriptionInit` object
+    (`{type, sdp}`, what `pc.localDescription` encodes to) whose `type` is the event's. It loads
+    as it came, text or object, so that the recipient gets the form its sender used."""
+
+    default_error_messages: dict[str, str | list[Any] | dict[Any, Any]] = {  # noqa: RUF012
+        "invalid": "Must be the SDP text, or an RTCSessionDescriptionInit object with type and sdp.",
+    }
+
+    def __init__(self, kind: str, *, max_chars: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        length = validate.Length(min=1, max=max_chars)
+        self._text = StrictString(validate=length)
+        self._object = StrictSchema.from_dict(
+            {
+                "type": StrictString(
+                    required=True,
+                    validate=validate.Equal(kind, error=f"Must be {kind!r}, the event's own type."),
+                ),
+                "sdp": StrictString(required=True, validate=length),
+            },
+            name="SessionDescriptionInitSchema",
+        )()
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | dict[str, str]:
+        if isinstance(value, dict):
+            loaded: dict[str, str] = self._object.load(value)
+            return loaded
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        return self._text.deserialize(value)
+
+
 def peer_id_field(**kwargs: Any) -> StrictString:
     return StrictString(validate=validate.Length(min=1, max=PEER_ID_MAX), **kwargs)
 
@@ -283,17 +316,24 @@ def _route_fields(payload: dict[str, Any]) -> dict[str, Any] | None:
     return {"target": target, "room": room, "streamId": stream}
 
 
-def _description_check(max_sdp: int) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+def _description_check(kind: str, max_sdp: int) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
     keys = RELAY_KEYS | {"sdp"}
+    object_keys = frozenset({"type", "sdp"})
 
     def accept(payload: dict[str, Any]) -> dict[str, Any] | None:
         sdp = payload.get("sdp")
-        if not payload.keys() <= keys or type(sdp) is not str or not 1 <= len(sdp) <= max_sdp:
+        if not payload.keys() <= keys:
             return None
-        if not is_text(sdp):
+        described: str | dict[str, str] | None = sdp
+        if type(sdp) is dict:  # RTCSessionDescriptionInit
+            if sdp.keys() != object_keys or type(sdp["type"]) is not str or sdp["type"] != kind:
+                return None
+            sdp = sdp["sdp"]
+            described = {"type": kind, "sdp": sdp}
+        if type(sdp) is not str or not 1 <= len(sdp) <= max_sdp or not is_text(sdp):
             return None
         route = _route_fields(payload)
-        return None if route is None else {**route, "sdp": sdp}
+        return None if route is None else {**route, "sdp": described}
 
     return accept
 
@@ -335,10 +375,14 @@ def _candidate_check(max_chars: int) -> Callable[[dict[str, Any]], dict[str, Any
 
 def build_schemas(limits: Limits) -> dict[str, Loader]:
     """One schema per socket.io event."""
-    description = RelaySchema.from_dict(
-        {"sdp": StrictString(required=True, validate=validate.Length(min=1, max=limits.sdp_chars))},
-        name="DescriptionSchema",
-    )
+
+    def description(kind: str) -> FastPath:
+        schema = RelaySchema.from_dict(
+            {"sdp": DescriptionField(kind, max_chars=limits.sdp_chars, required=True)},
+            name="DescriptionSchema",
+        )
+        return FastPath(schema(), _description_check(kind, limits.sdp_chars))
+
     candidate = RelaySchema.from_dict(
         {
             "candidate": fields.Nested(
@@ -389,8 +433,8 @@ def build_schemas(limits: Limits) -> dict[str, Loader]:
         "resume": resume(),
         "join": join(),
         "leave": leave(),
-        "offer": FastPath(description(), _description_check(limits.sdp_chars)),
-        "answer": FastPath(description(), _description_check(limits.sdp_chars)),
+        "offer": description("offer"),
+        "answer": description("answer"),
         "ice-candidate": FastPath(candidate(), _candidate_check(limits.candidate_chars)),
         "peer-message": peer_message(),
         "publish": publish(),

@@ -20,6 +20,7 @@ from signaling.core.hub import Hub, Withdrawn
 from signaling.core.limits import Limits
 from signaling.core.messages import (
     Candidate,
+    DescriptionType,
     IceCandidate,
     Kicked,
     Outbound,
@@ -59,8 +60,8 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
             else:
                 body["streamId"] = route.stream_id
             match signal:
-                case SessionDescription(type=kind, sdp=sdp):
-                    body["sdp"] = sdp
+                case SessionDescription(type=kind, sdp=sdp, as_object=as_object):
+                    body["sdp"] = {"type": kind, "sdp": sdp} if as_object else sdp
                     return kind, body
                 case IceCandidate(candidate=candidate):
                     body["candidate"] = None if candidate is None else candidate_fields(candidate)
@@ -84,6 +85,13 @@ def render(message: Outbound) -> tuple[str, dict[str, Any]]:
         case StreamEnded(stream_id=stream_id, reason=reason):
             return "stream-ended", {"streamId": stream_id, "reason": reason}
     raise TypeError(f"no socket.io rendering for {message!r}")
+
+
+def _description(kind: DescriptionType, sdp: str | dict[str, str]) -> SessionDescription:
+    """A validated `sdp`: the text, or an RTCSessionDescriptionInit whose type is `kind`."""
+    if isinstance(sdp, dict):
+        return SessionDescription(kind, sdp["sdp"], as_object=True)
+    return SessionDescription(kind, sdp)
 
 
 class SocketIOSink:
@@ -444,10 +452,10 @@ class SocketIOTransport:
         return {"room": request["room"]}
 
     async def offer(self, peer: str, request: dict[str, Any]) -> Reply:
-        return await self._relay(peer, request, SessionDescription("offer", request["sdp"]))
+        return await self._relay(peer, request, _description("offer", request["sdp"]))
 
     async def answer(self, peer: str, request: dict[str, Any]) -> Reply:
-        return await self._relay(peer, request, SessionDescription("answer", request["sdp"]))
+        return await self._relay(peer, request, _description("answer", request["sdp"]))
 
     async def relay_candidate(self, peer: str, request: dict[str, Any]) -> Reply:
         body = request["candidate"]
