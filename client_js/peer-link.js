@@ -24,6 +24,9 @@ export class PeerLink extends Emitter {
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.settingRemoteAnswer = false;
+    // Peers written for the classic relay send the description object itself and can read
+    // nothing else: once one arrives so, ours go out so too.
+    this.descriptionsAsObjects = false;
     this.pendingCandidates = [];
 
     pc.onnegotiationneeded = () => this.#negotiate();
@@ -55,7 +58,7 @@ export class PeerLink extends Emitter {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
       if (this.closed) return;
-      this.signal(this.pc.localDescription.type, { sdp: this.pc.localDescription.sdp });
+      this.#sendDescription();
     } catch (error) {
       this.emit("error", error);
     } finally {
@@ -80,9 +83,18 @@ export class PeerLink extends Emitter {
     await this.#negotiate();
   }
 
-  // Called with each description the remote peer sent.
-  async handleDescription(type, sdp) {
+  #sendDescription() {
+    const { type, sdp } = this.pc.localDescription;
+    this.signal(type, { sdp: this.descriptionsAsObjects ? { type, sdp } : sdp });
+  }
+
+  // Called with each description the remote peer sent: its SDP text, or the description
+  // object (RTCSessionDescriptionInit) a classic-relay client sends.
+  async handleDescription(type, description) {
     if (this.closed) return;
+    const asObject = description !== null && typeof description === "object";
+    if (asObject) this.descriptionsAsObjects = true;
+    const sdp = asObject ? description.sdp : description;
     const readyForOffer =
       !this.makingOffer && (this.pc.signalingState === "stable" || this.settingRemoteAnswer);
     const collision = type === "offer" && !readyForOffer;
@@ -97,7 +109,7 @@ export class PeerLink extends Emitter {
         this.emit("offer-accepted");
         await this.pc.setLocalDescription();
         if (this.closed) return;
-        this.signal("answer", { sdp: this.pc.localDescription.sdp });
+        this.#sendDescription();
       }
     } catch (error) {
       this.settingRemoteAnswer = false;

@@ -147,3 +147,10 @@ test("repair restarts ICE on a broken path and leaves a sound one alone", async 
   assert.equal(pc.rollbacks, 0);
   assert.deepEqual(signals.map(([kind]) => kind), ["offer"]);
 });
+
+test("a peer that sends description objects gets its answer as one", async () => {
+  const { pc, link, signals } = makeLink();
+  await link.handleDescription("offer", { type: "offer", sdp: "remote-offer" });
+  assert.equal(pc.remoteDescription.sdp, "remote-offer");
+  assert.deepEqual(signals, [["answer", { sdp: { type: "answer", sdp: pc.localDescription.sdp } }]]);
+});
