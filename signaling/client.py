@@ -239,12 +239,12 @@ class SignalingClient:
         return reply
 
     async def offer(
-        self, target: str, sdp: str, room: str | None = None, stream_id: str | None = None
+        self, target: str, sdp: str | dict[str, str], room: str | None = None, stream_id: str | None = None
     ) -> dict[str, Any]:
         return await self._checked("offer", _relay(target, room, stream_id, sdp=sdp))
 
     async def answer(
-        self, target: str, sdp: str, room: str | None = None, stream_id: str | None = None
+        self, target: str, sdp: str | dict[str, str], room: str | None = None, stream_id: str | None = None
     ) -> dict[str, Any]:
         return await self._checked("answer", _relay(target, room, stream_id, sdp=sdp))
 

@@ -112,3 +112,12 @@ async def test_description_objects_are_checked_as_closely_as_text(connect: Conne
     assert error["fields"] == {"sdp": {"x": ["Unknown field."]}}
     await refused(alice, "offer", {"target": target, "sdp": {"sdp": SDP_OFFER}})
     assert bob.pending() == {}
+
+
+async def test_the_python_client_sends_either_form(connect: ConnectPeer) -> None:
+    alice, bob = await joined_pair(connect)
+    assert alice.peer_id and bob.peer_id
+    await alice.offer(bob.peer_id, described("offer", SDP_OFFER))
+    assert (await bob.next("offer"))["sdp"] == described("offer", SDP_OFFER)
+    await bob.answer(alice.peer_id, SDP_ANSWER)
+    assert (await alice.next("answer"))["sdp"] == SDP_ANSWER
