@@ -297,6 +297,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     sio.attach(app)
     app.on_startup.append(lambda _: _started(sio))
     app.on_shutdown.append(lambda _: _draining(hub))
+    # socket.io's WebSockets are no longer aiohttp's once open (see WebSocketLink): their ends are
+    # waited for here, before the app cleans up.
+    app.on_shutdown.append(lambda _: sio.close_links(settings.drain_timeout))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     cluster = app.get(CLUSTER)

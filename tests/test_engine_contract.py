@@ -11,10 +11,11 @@ from typing import Any
 import engineio
 import pytest
 import socketio
-from aiohttp import web_protocol
+from aiohttp import web, web_protocol
+from aiohttp._websocket.helpers import websocket_mask
 from engineio import async_socket
 
-from signaling.transports.engine import RELIES_ON, DirectSocket, Pinger
+from signaling.transports.engine import RELIES_ON, DirectSocket, Links, Pinger
 
 
 def owner(path: str) -> Any:
@@ -27,6 +28,8 @@ def instance_of(path: str) -> Any:
     server = socketio.AsyncServer(async_mode="aiohttp")
     if path == "aiohttp.web_protocol.RequestHandler":
         return _RequestHandlerSlots()
+    if path == "aiohttp._websocket.helpers":  # a module: its functions
+        return importlib.import_module(path)
     return {
         "socketio.AsyncServer": server,
         "socketio.async_manager.AsyncManager": server.manager,
@@ -73,17 +76,33 @@ def test_switching_a_session_to_directsocket_keeps_its_state() -> None:
     assert not hasattr(async_socket.AsyncSocket, "__slots__")
     assert DirectSocket.__init__ is async_socket.AsyncSocket.__init__
     pinger = Pinger(25)
-    adopted = DirectSocket.adopt(session, 1024, pinger)
+    links = Links()
+    adopted = DirectSocket.adopt(session, 1024, pinger, links)
     assert adopted is session and adopted.sid == "sid" and adopted.max_unread == 1024
-    assert adopted.pinger is pinger
+    assert adopted.pinger is pinger and adopted.links is links
 
 
-def test_aiohttp_lets_go_of_its_http_parser_where_engine_py_drops_it() -> None:
-    # DirectWebSocket sets an upgraded connection's `_parser` to None, which is what aiohttp does
-    # when a connection is lost: its data_received must not use the parser once upgraded.
-    source = inspect.getsource(web_protocol.RequestHandler.data_received)
-    assert "self._payload_parser is None and not self._upgraded" in source, (
-        "aiohttp's RequestHandler.data_received no longer reads upgraded connections past the HTTP "
-        "parser: check DirectWebSocket.__call__, which drops that parser"
+def test_aiohttp_leaves_an_upgraded_connection_where_websocketlink_takes_it() -> None:
+    # WebSocketLink.take_over takes what aiohttp read past an upgrade request's head from
+    # `_message_tail`, sets aiohttp's protocol's transport to None and calls its connection_lost:
+    # aiohttp must then neither read, write nor close the connection, nor cancel the handler task
+    # still running (it ends when the request returns, with _Detached).
+    protocol = web_protocol.RequestHandler
+    assert "self._message_tail += data" in inspect.getsource(protocol.data_received), (
+        "aiohttp no longer keeps what follows an upgrade request in _message_tail: check "
+        "WebSocketLink.take_over"
     )
-    assert "self._parser = None" in inspect.getsource(web_protocol.RequestHandler.connection_lost)
+    assert "if self.transport is not None:" in inspect.getsource(protocol.force_close)
+    lost = inspect.getsource(protocol.connection_lost)
+    assert "if handler_cancellation and self._task_handler is not None:" in lost
+    assert inspect.signature(web.Server.__init__).parameters["handler_cancellation"].default is False
+    start = inspect.getsource(protocol.start)
+    assert "while not self._force_close:" in start and "if not self._force_close:" in start, (
+        "aiohttp's request loop may now go on (or close the transport) after a lost connection"
+    )
+
+
+def test_aiohttp_unmasks_frames_in_place() -> None:
+    payload = bytearray(b"\x61\x62\x63\x64\x65")
+    websocket_mask(b"\x01\x02\x03\x04", payload)
+    assert payload == bytearray([0x60, 0x60, 0x60, 0x60, 0x64])

@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 
 from signaling.client import SignalingClient
 from signaling.transports import frames
-from signaling.transports.engine import DirectSocket
+from signaling.transports.engine import DirectSocket, WebSocketLink
 from signaling.transports.frames import FrameWriter
 from tests.conftest import RunningServer, StartServer
 from tests.helpers import SDP_OFFER, ConnectPeer
@@ -101,8 +101,8 @@ async def test_client_that_stops_answering_pings_is_closed_and_leaves(start_serv
 async def test_idle_websocket_sessions_hold_no_queue_and_no_ping_task_yet_get_their_pings(
     start_server: StartServer,
 ) -> None:
-    # What an idle connection costs: engine.io's packet queue and aiohttp's HTTP parser are gone
-    # once the WebSocket is up, the environ kept is slim, and pings come from the server's one
+    # What an idle connection costs: engine.io's packet queue and aiohttp's request handling are
+    # gone once the WebSocket is up, the environ kept is slim, and pings come from the server's one
     # Pinger, at the interval, as engine.io's own task sent them.
     running = await start_server(ping_interval=0.2, ping_timeout=0.3)
     url = running.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
@@ -115,10 +115,6 @@ async def test_idle_websocket_sessions_hold_no_queue_and_no_ping_task_yet_get_th
         assert isinstance(session, DirectSocket) and session.queue is None
         # socket.io's copy of the environ: only the address, not every header.
         assert running.sio.environ[session.sid] == {"REMOTE_ADDR": "127.0.0.1"}
-        # aiohttp's HTTP parser, of no use once upgraded, is gone.
-        assert session._response is not None and session._response._req is not None
-        assert session._response._req.protocol._parser is None
-        assert not [task for task in asyncio.all_tasks() if "_send_ping" in repr(task.get_coro())]
         loop = asyncio.get_running_loop()
         started, pings = loop.time(), list[float]()
         while len(pings) < 3:
@@ -129,6 +125,16 @@ async def test_idle_websocket_sessions_hold_no_queue_and_no_ping_task_yet_get_th
             started = loop.time()
         # Each ping an interval after the pong before it (plus at most a tick, and the loop's slack).
         assert all(0.19 <= gap < 0.3 for gap in pings), pings
+        # The connection has left aiohttp: no request handling, no task while it is idle.
+        link = session._link
+        assert isinstance(link, WebSocketLink) and len(running.sio.links) == 1
+        await wait_for(lambda: link._task is None, "the link's task to end once its messages are handled")
+        assert running.runner.server is not None and running.runner.server.connections == []
+        assert not [
+            task
+            for task in asyncio.all_tasks()
+            if any(name in repr(task.get_coro()) for name in ("_send_ping", "RequestHandler", "_handle"))
+        ]
         assert not session.closed
 
 

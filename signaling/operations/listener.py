@@ -34,7 +34,7 @@ class TcpConnections:
     def __init__(self, guard: Guard, sessions_per_address: int) -> None:
         self._guard = guard  # for the refusal counts in metrics
         self._limiter = AddressLimiter(TCP_CONNECTIONS_PER_SESSION * sessions_per_address)
-        self._open: dict[object, str] = {}  # by aiohttp's protocol object of the connection
+        self._open: dict[object, str] = {}  # by the connection's protocol (our wrapper of aiohttp's)
 
     def opened(self, protocol: object, address: str, transport: asyncio.Transport) -> bool:
         """Count a new connection; False (and the connection aborted) beyond the address's share."""
@@ -61,7 +61,8 @@ class _Counted(asyncio.Protocol):
     """aiohttp's protocol for one connection, counted by `TcpConnections` from open to close.
 
     A wrapper rather than a subclass: aiohttp builds its protocol objects itself, and the wrapper
-    needs nothing of them beyond asyncio's Protocol interface.
+    needs nothing of them beyond asyncio's Protocol interface. An upgraded WebSocket leaves
+    aiohttp for a protocol of its own (`hand_over`), still counted.
     """
 
     __slots__ = ("_connections", "_inner")
@@ -78,12 +79,16 @@ class _Counted(asyncio.Protocol):
         reset = client_address.set(address)
         try:
             self._inner.connection_made(transport)
-            self._connections.opened(self._inner, address, cast(asyncio.Transport, transport))
+            self._connections.opened(self, address, cast(asyncio.Transport, transport))
         finally:
             client_address.reset(reset)
 
+    def hand_over(self, inner: asyncio.Protocol) -> None:
+        """From now on the connection is `inner`'s (signaling.transports.engine.WebSocketLink)."""
+        self._inner = inner
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.closed(self._inner)
+        self._connections.closed(self)
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

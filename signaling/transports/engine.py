@@ -5,9 +5,13 @@ module.
   connection. python-engineio's WebSocket loop costs more CPU per message than the relaying
   itself: it wraps every read in a new task plus `wait_for`, and every write goes through a
   per-connection queue to a writer task. `DirectSocket` keeps engine.io's handshake, pings and
-  close semantics, but reads frames in one loop and writes each packet to the transport on the
-  spot, in the order `send` is called (see signaling.transports.frames for the cap on what a
-  client leaves unread). It also fixes engine.io's long-polling edge cases (see its methods).
+  close semantics, but reads frames as they arrive (see `WebSocketLink`) and writes each packet
+  to the transport on the spot, in the order `send` is called (see signaling.transports.frames
+  for the cap on what a client leaves unread). It also fixes engine.io's long-polling edge
+  cases (see its methods).
+- `WebSocketLink`: a session's WebSocket once its handshake is answered, taken out of aiohttp's
+  request handling (which holds a request, tasks and a dozen coroutine frames for a WebSocket's
+  whole life): it reads frames in protocol callbacks and runs a task only while it has messages.
 - `Pinger`: engine.io's heartbeat for all of a server's sessions, instead of a task per session.
 - `SignalingServer`: python-socketio's server, decoding client packets itself and handing every
   event to one dispatcher.
@@ -20,16 +24,21 @@ libraries, so an upgrade that changes one fails loudly there.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import contextvars
+import hashlib
 import logging
 import math
 import re
+import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import socketio
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, web
+from aiohttp._websocket.helpers import websocket_mask
 from engineio import async_socket, exceptions, packet, payload
 from socketio import packet as sio_packet
 
@@ -37,38 +46,431 @@ from signaling.core.errors import ErrorCode, SignalingError
 from signaling.operations.logs import brief
 from signaling.security.guard import Guard
 from signaling.security.ratelimit import ConnectionLimiter
-from signaling.transports import fastjson
-from signaling.transports.frames import CLOSE_TIMEOUT, FrameWriter, close_websocket
+from signaling.transports import fastjson, frames
+from signaling.transports.frames import FrameWriter
 
 log = logging.getLogger(__name__)
 
 
 class DirectWebSocket:
-    """engine.io's aiohttp WebSocket driver, minus per-frame deflate: signaling messages are small
-    and deflating each one costs more CPU than the bytes it saves (the stock driver has no switch)."""
+    """engine.io's aiohttp WebSocket driver, replaced: aiohttp checks the handshake, and once it is
+    answered the connection leaves aiohttp for a WebSocketLink (no per-frame deflate either:
+    signaling messages are small, and deflating each one costs more CPU than the bytes it saves)."""
 
-    __slots__ = ("handler", "request", "response", "server")  # one per connection, for its life
+    __slots__ = ("_request", "accepted", "handler", "server")  # lives as long as the handshake
 
     def __init__(self, handler: Any, server: Any) -> None:
         self.handler = handler
         self.server = server
-        self.response: web.WebSocketResponse | None = None
-        self.request: web.Request | None = None
+        self._request: web.Request | None = None
+        self.accepted = False
 
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-        self.request = environ["aiohttp.request"]
-        # engine.io's handler frames hold this environ (a copy of every header, ~1.1 KB) for the
-        # WebSocket's life, yet read nothing more from it once they have called this driver; our
-        # socket.io server keeps what it needs in its own slim environ (see _handle_eio_connect).
+    async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
+        request: web.Request = environ["aiohttp.request"]
+        # engine.io's copy of every header: nothing reads it once this driver is called (our
+        # socket.io server keeps what it needs in its own slim environ: see _handle_eio_connect).
         environ.clear()
-        self.response = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self.response.prepare(self.request)
-        # aiohttp keeps the connection's HTTP parser (llhttp's state and buffers: ~1.6 KB of RSS)
-        # for the WebSocket's life, though an upgraded connection's bytes all go to the WebSocket
-        # reader: it is let go now, as aiohttp itself does when the connection is lost.
-        self.request.protocol._parser = None
-        await self.handler(self)
-        return self.response
+        handshake = web.WebSocketResponse(compress=False)
+        if not handshake.can_prepare(request):
+            await handshake.prepare(request)  # raises aiohttp's 400 for a bad handshake
+        self._request = request
+        try:
+            await self.handler(self)  # the session's _websocket_handler: accepts, or not
+        finally:
+            self._request = None
+        return _Detached() if self.accepted else web.Response(status=400, text="the upgrade is refused")
+
+    def accept(self, socket: DirectSocket) -> WebSocketLink:
+        """Answer the handshake, and take the connection out of aiohttp's hands."""
+        assert self._request is not None and not self.accepted
+        self.accepted = True
+        return WebSocketLink.take_over(self._request, socket)
+
+
+class _Detached(web.StreamResponse):
+    """What aiohttp's request handling gets back once the connection has left it: nothing to send,
+    and no connection to keep alive (aiohttp no longer has one)."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101)
+        self.force_close()
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+# RFC 6455: the server's handshake answer, and the frames a client sends.
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+    b"Sec-WebSocket-Accept: %s\r\n\r\n"
+)
+_OP_CONTINUATION, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0, 1, 2, 8, 9, 10
+_CLOSE_CODE = struct.Struct("!H")
+# Bytes of messages waiting for their handler past which a link stops reading (until half of
+# that is left), as aiohttp's WebSocket reader does: what a client sends is bounded by this.
+INBOX_LIMIT = 2 * 2**16
+MESSAGE_OVERHEAD = 128  # counted for each message besides its bytes: floods of empty ones count too
+_END = object()  # the last item of a link's inbox: the connection is gone
+
+
+class Links:
+    """The open WebSocketLinks of a server, and a way to wait until there are none."""
+
+    def __init__(self) -> None:
+        self._links: set[WebSocketLink] = set()
+        self._none: asyncio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    def __iter__(self) -> Iterator[WebSocketLink]:
+        return iter(list(self._links))
+
+    def add(self, link: WebSocketLink) -> None:
+        self._links.add(link)
+
+    def discard(self, link: WebSocketLink) -> None:
+        self._links.discard(link)
+        if not self._links and self._none is not None:
+            self._none.set()
+
+    async def gone(self) -> None:
+        if self._links:
+            self._none = asyncio.Event()
+            await self._none.wait()
+
+
+class WebSocketLink(asyncio.Protocol):
+    """One engine.io WebSocket, once its handshake is answered: the connection's protocol, reading
+    frames as they arrive (RFC 6455: fragments, control frames, the closing handshake, message
+    size, UTF-8) and handing each message to its session.
+
+    In aiohttp, a WebSocket is a request that never ends: its request, headers, handler tasks and
+    a dozen suspended coroutine frames (aiohttp's, the middleware's, engine.io's) are held for the
+    connection's life, ~8 KB a connection. A link holds a transport, the bytes of a frame not yet
+    whole, and a task only while messages are being handled: one at a time, in order, in the
+    context (client address) of the request that opened it.
+    """
+
+    __slots__ = (
+        "_context",
+        "_fragment_op",
+        "_fragments",
+        "_inbox",
+        "_inbox_bytes",
+        "_links",
+        "_max_size",
+        "_need",
+        "_paused",
+        "_pending",
+        "_skip",
+        "_socket",
+        "_task",
+        "_timer",
+        "closed",
+        "transport",
+    )
+
+    def __init__(self, socket: DirectSocket, transport: asyncio.Transport, links: Links) -> None:
+        self._socket: DirectSocket | None = socket
+        self.transport: asyncio.Transport | None = transport
+        self._links = links
+        self._max_size: int = socket.server.max_http_buffer_size
+        self._context = contextvars.copy_context()
+        self._pending: bytearray | None = None  # the start of a frame not yet whole
+        self._need = 0  # bytes of _pending needed before parsing it again
+        self._skip = 0  # bytes still to skip of a message too large to read
+        self._fragments: list[bytes | bytearray] | None = None  # of a fragmented message
+        self._fragment_op = 0
+        self._inbox: list[Any] | None = None  # messages (str or bytes), then _END
+        self._inbox_bytes = 0
+        self._paused = False
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.closed = False  # the closing handshake has begun, or the connection is gone
+
+    @classmethod
+    def take_over(cls, request: web.Request, socket: DirectSocket) -> WebSocketLink:
+        """Answer `request`'s (checked) handshake and become its connection's protocol; aiohttp is
+        left as if the connection were lost, so that its request handling ends when this request
+        returns, writing and closing nothing (see _Detached)."""
+        protocol = request.protocol
+        transport = request.transport
+        assert transport is not None
+        key = request.headers["Sec-WebSocket-Key"].encode()
+        accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
+        links = socket.links
+        link = cls(socket, transport, links)
+        current = transport.get_protocol()
+        if current is protocol:
+            transport.set_protocol(link)
+        else:  # a wrapper of ours around aiohttp's protocol (signaling.operations.listener)
+            hand_over: Callable[[asyncio.Protocol], None] = current.hand_over  # type: ignore[attr-defined]
+            hand_over(link)
+        links.add(link)
+        # What the client sent after its request head, which aiohttp keeps for whoever reads the
+        # upgraded connection.
+        tail = protocol._message_tail
+        protocol._message_tail = b""
+        protocol.transport = None  # aiohttp can no longer write to the connection, nor close it
+        protocol.connection_lost(None)
+        transport.write(_SWITCHING % accept)
+        transport.resume_reading()  # aiohttp pauses a connection whose upgraded tail grows long
+        if tail:
+            link.data_received(tail)
+        return link
+
+    # asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        if self._skip:  # the rest of a message too large to read
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
+        pending = self._pending
+        if pending is not None:
+            pending += data
+            if len(pending) < self._need:
+                return
+            self._pending = None
+            buffer: bytes | bytearray = pending
+        else:
+            buffer = data
+        size = len(buffer)
+        at = 0
+        need = 2  # bytes from `at` needed to go on
+        while size - at >= 2:
+            need = 2
+            first, second = buffer[at], buffer[at + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                head = 4
+            elif length == 127:
+                head = 10
+            if second & 0x80:
+                head += 4
+            if size - at < head:
+                need = head
+                break
+            if length == 126:
+                length = int.from_bytes(buffer[at + 2 : at + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(buffer[at + 2 : at + 10], "big")
+            opcode = first & 0x0F
+            if opcode >= _OP_CLOSE:
+                if length > 125 or not first & 0x80:
+                    self._fail(WSCloseCode.PROTOCOL_ERROR)
+                    return
+            elif length + (self._fragment_size() if opcode == _OP_CONTINUATION else 0) > self._max_size:
+                # Not read: the client is told why it is closed, and what it sends until it has
+                # answered that is skipped (closing a connection with unread bytes resets it).
+                self._fragments = None
+                self.close(WSCloseCode.MESSAGE_TOO_BIG)
+                if size - at < head + length:
+                    self._skip = head + length - (size - at)
+                    at = size
+                    break
+                at += head + length
+                continue
+            if size - at < head + length:
+                need = head + length
+                break
+            payload = bytearray(buffer[at + head : at + head + length])
+            if second & 0x80:
+                websocket_mask(bytes(buffer[at + head - 4 : at + head]), payload)
+            at += head + length
+            if not self._frame(first, opcode, payload):
+                return
+        if at < size:
+            self._pending = bytearray(buffer[at:]) if at or isinstance(buffer, bytes) else buffer
+            self._need = need
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself, and connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.closed = True
+        self._pending = self._fragments = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deliver(_END)
+
+    def pause_writing(self) -> None:
+        pass  # writers never wait: FrameWriter caps what a client leaves unread instead
+
+    def resume_writing(self) -> None:
+        pass
+
+    # Frames
+
+    def _fragment_size(self) -> int:
+        return sum(map(len, self._fragments)) if self._fragments is not None else 0
+
+    def _frame(self, first: int, opcode: int, payload: bytearray) -> bool:
+        """Handle one whole frame; False once the connection is failed or closing for good."""
+        if first & 0x70:  # reserved bits, and no extension was negotiated
+            self._fail(WSCloseCode.PROTOCOL_ERROR)
+            return False
+        fin = first & 0x80
+        if opcode == _OP_PING:
+            self._write(frames.frame(bytes(payload), frames.FIN_PONG))
+            return True
+        if opcode == _OP_PONG:
+            return True
+        if opcode == _OP_CLOSE:
+            self._close_received()
+            return False
+        if opcode == _OP_CONTINUATION:
+            if self._fragments is None:
+                self._fail(WSCloseCode.PROTOCOL_ERROR)
+                return False
+            self._fragments.append(payload)
+            if not fin:
+                return True
+            opcode, data = self._fragment_op, bytearray().join(self._fragments)
+            self._fragments = None
+        elif opcode in (_OP_TEXT, _OP_BINARY):
+            if self._fragments is not None:
+                self._fail(WSCloseCode.PROTOCOL_ERROR)
+                return False
+            if not fin:
+                self._fragments, self._fragment_op = [payload], opcode
+                return True
+            data = payload
+        else:
+            self._fail(WSCloseCode.PROTOCOL_ERROR)
+            return False
+        if self.closed:
+            return True  # closing: messages are read until the client's close, not handled
+        if opcode == _OP_TEXT:
+            try:
+                self._deliver(data.decode())
+            except UnicodeDecodeError:
+                self.close(WSCloseCode.INVALID_TEXT)
+        else:
+            self._deliver(bytes(data))
+        return True
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def close(self, code: int = WSCloseCode.OK) -> None:
+        """Begin the closing handshake: a client that has not answered within CLOSE_TIMEOUT (or
+        does not read what it is sent) is cut off."""
+        if self.closed:
+            return
+        self.closed = True
+        self._write(frames.frame(_CLOSE_CODE.pack(code), frames.FIN_CLOSE))
+        self._arm(frames.CLOSE_TIMEOUT, self.abort)
+
+    def _close_received(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._write(frames.frame(_CLOSE_CODE.pack(WSCloseCode.OK), frames.FIN_CLOSE))
+        self._hang_up()
+
+    def _fail(self, code: int) -> None:
+        """A frame this server does not take: the close frame says why, and the connection ends."""
+        log.debug("eio_sid=%s broke the WebSocket protocol (%d); closing", self._sid(), code)
+        if not self.closed:
+            self.closed = True
+            self._write(frames.frame(_CLOSE_CODE.pack(code), frames.FIN_CLOSE))
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close the connection after what was written, within CLOSE_TIMEOUT."""
+        self._pending = self._fragments = None
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+            self._arm(frames.CLOSE_TIMEOUT, self.abort)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def expect_upgrade(self, timeout: float) -> None:
+        self._arm(timeout, self._upgrade_late)
+
+    def _upgrade_late(self) -> None:
+        self._timer = None
+        if self._socket is not None:
+            self._socket._upgrade_failed(self, late=True)
+
+    def upgraded(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _sid(self) -> str | None:
+        return self._socket.sid if self._socket is not None else None
+
+    # Messages, handled one at a time in a task that lives only while there are some.
+
+    def _deliver(self, item: Any) -> None:
+        if self._inbox is None:
+            self._inbox = [item]
+        else:
+            self._inbox.append(item)
+        if item is not _END:
+            self._inbox_bytes += len(item) + MESSAGE_OVERHEAD
+            if self._inbox_bytes > INBOX_LIMIT and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._handle(), context=self._context)
+
+    async def _handle(self) -> None:
+        try:
+            while (inbox := self._inbox) is not None:
+                self._inbox = None
+                for item in inbox:
+                    await self._handle_one(item)
+        finally:
+            self._task = None
+
+    async def _handle_one(self, item: Any) -> None:
+        socket = self._socket
+        if socket is None:
+            return
+        if item is _END:
+            self._socket = None
+            try:
+                await socket._websocket_ended(self)
+            except Exception:
+                log.exception("eio_sid=%s closing failed", socket.sid)
+            finally:
+                self._links.discard(self)
+            return
+        self._inbox_bytes -= len(item) + MESSAGE_OVERHEAD
+        if self._paused and self._inbox_bytes <= INBOX_LIMIT // 2 and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        try:
+            # What arrived before the closing handshake began is handled (unless the session
+            # ended meanwhile: the session knows), in order.
+            await socket._websocket_message(self, item)
+        except Exception:
+            log.exception("eio_sid=%s message failed", socket.sid)
+
+    def send_text(self, text: str) -> None:
+        self._write(frames.frame(text.encode()))
 
 
 # A ping may be sent this much after its interval, at most (less for intervals under 2.5 s).
@@ -117,22 +519,27 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     """An engine.io session; `adopt` turns the sessions engine.io creates into this class."""
 
     connected: bool  # engine.io's own state, declared for the type checker
+    upgrading: bool
     # engine.io's queue of packets for a long-polling client; None once the session is on a
     # WebSocket, which never uses it (an asyncio.Queue holds four deques: ~3 KB per connection).
     queue: asyncio.Queue[packet.Packet | None] | None
     last_ping: float | None  # engine.io's: when the unanswered ping went out, None if answered
     max_unread: int  # bytes; set by `adopt`
     pinger: Pinger  # set by `adopt`
+    links: Links  # the server's, set by `adopt`
     # Per-session state beyond engine.io's, all with class-level defaults: no constructor needed.
     _writer: FrameWriter | None = None
-    _response: web.WebSocketResponse | None = None
-    _closer: asyncio.Task[Any] | None = None
+    _link: WebSocketLink | None = None  # the session's WebSocket, once it is on one
+    _upgrade: WebSocketLink | None = None  # the WebSocket a long-polling session upgrades to
+    _probed = False  # that WebSocket has sent its probe
     _queued: int = 0  # characters waiting in engine.io's queue for a long-polling client
     _cutting: asyncio.Task[Any] | None = None
     _polling: bool = False  # a long-poll is waiting on the queue
 
     @classmethod
-    def adopt(cls, socket: async_socket.AsyncSocket, max_unread: int, pinger: Pinger) -> DirectSocket:
+    def adopt(
+        cls, socket: async_socket.AsyncSocket, max_unread: int, pinger: Pinger, links: Links
+    ) -> DirectSocket:
         # engine.io constructs its sockets itself, with no hook for a subclass. This subclass has
         # no constructor of its own (its extra fields default at class level), so switching the
         # class of a session right after engine.io created it is safe. engine.io schedules the
@@ -140,6 +547,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         socket.__class__ = cls
         socket.max_unread = max_unread
         socket.pinger = pinger
+        socket.links = links
         return cast(DirectSocket, socket)
 
     def schedule_ping(self) -> None:
@@ -247,89 +655,104 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         if wait and self._writer is None and self.queue is not None:
             self.queue.put_nowait(None)  # answers a pending poll now
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT):
+                async with asyncio.timeout(frames.CLOSE_TIMEOUT):
                     await self.queue.join()
-        response, writer = self._response, self._writer
-        if self.closed and response is not None and not response.closed and self._closer is None:
-            # In the background: close() may be called while handling another client's message.
-            transport = writer.transport if writer is not None else None
-            self._closer = asyncio.get_running_loop().create_task(close_websocket(response, transport))
+        link = self._link
+        if self.closed and link is not None:
+            link.close()
 
     async def _websocket_handler(self, ws: DirectWebSocket) -> None:
-        response, request = ws.response, ws.request
-        assert response is not None and request is not None
         if self.connected:  # a long-polling session upgrading
-            if self.upgrading or not await self._finish_upgrade(response):
-                return  # a second concurrent upgrade, or one that failed
-            if self.closed:  # timed out (or was closed) while upgrading
-                await close_websocket(response, request.transport)
-                return
+            if self.upgrading:
+                return  # a second concurrent upgrade: refused
+            self.upgrading = True
+            self._upgrade = ws.accept(self)
+            self._upgrade.expect_upgrade(self.server.ping_timeout)
+            return
+        self._attach(ws.accept(self))
+
+    def _attach(self, link: WebSocketLink) -> None:
         self.connected = True
         self.upgraded = True
-        self._response = response
-        self._writer = FrameWriter(response, request.transport, self.max_unread, f"eio_sid={self.sid}")
+        self._link = link
+        self._writer = FrameWriter(link, link.transport, self.max_unread, f"eio_sid={self.sid}")
         self._flush_queue()
-        on_message = self.server.handlers["message"]  # python-socketio's: a coroutine, run inline
-        try:
-            while True:
-                message = await response.receive()
-                if message.type is WSMsgType.TEXT:
-                    data: Any = message.data
-                    if data[:1] == "4":
-                        # A MESSAGE, nearly all a client sends: straight to the application.
-                        try:
-                            await on_message(self.sid, data[1:])
-                        except Exception:
-                            log.exception("eio_sid=%s message handler failed", self.sid)
-                        if self.closed:
-                            break  # cut off: what it sent after that is not handled
-                        continue
-                elif message.type is WSMsgType.BINARY:
-                    data = message.data
-                else:
-                    break  # closed, closing or failed
-                try:
-                    pkt = packet.Packet(encoded_packet=data)
-                except Exception:  # the decoder raises whatever the input provokes
-                    log.warning("eio_sid=%s sent a malformed engine.io packet; closing", self.sid)
-                    break
-                if not 0 <= pkt.packet_type < len(packet.packet_names):
-                    continue  # engine.io's receive() would fail logging its name; unknown: ignored
-                try:
-                    await self.receive(pkt)
-                except exceptions.UnknownPacketError:
-                    pass  # ignored, as engine.io does
-                except exceptions.SocketIsClosedError:
-                    break
-                except Exception:
-                    log.exception("eio_sid=%s engine.io packet failed", self.sid)
-        finally:
-            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-            # engine.io's ping task holds this session until its next ping: let go of the
-            # connection now, and with it every frame read from it but not handled.
-            self._response = self._writer = None
-            if self._closer is not None:
-                await self._closer
 
-    async def _finish_upgrade(self, response: web.WebSocketResponse) -> bool:
+    async def _websocket_message(self, link: WebSocketLink, data: str | bytes) -> None:
+        """One message from the session's WebSocket (by WebSocketLink, one at a time, in order)."""
+        if link is not self._link:
+            await self._upgrade_step(link, data)
+            return
+        if self.closed:
+            return
+        if isinstance(data, str) and data[:1] == "4":
+            # A MESSAGE, nearly all a client sends: straight to python-socketio's handler.
+            try:
+                await self.server.handlers["message"](self.sid, data[1:])
+            except Exception:
+                log.exception("eio_sid=%s message handler failed", self.sid)
+            return
+        try:
+            pkt = packet.Packet(encoded_packet=data)
+        except Exception:  # the decoder raises whatever the input provokes
+            log.warning("eio_sid=%s sent a malformed engine.io packet; closing", self.sid)
+            await self._websocket_closed()
+            return
+        if not 0 <= pkt.packet_type < len(packet.packet_names):
+            return  # engine.io's receive() would fail logging its name; unknown: ignored
+        try:
+            await self.receive(pkt)
+        except exceptions.UnknownPacketError:
+            pass  # ignored, as engine.io does
+        except exceptions.SocketIsClosedError:
+            await self._websocket_closed()
+        except Exception:
+            log.exception("eio_sid=%s engine.io packet failed", self.sid)
+
+    async def _websocket_closed(self) -> None:
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    async def _websocket_ended(self, link: WebSocketLink) -> None:
+        """The connection of `link` is gone (its last message was handled before this)."""
+        if link is self._upgrade:  # an upgrade that did not finish
+            self._upgrade, self._probed, self.upgrading = None, False, False
+        if link is not self._link:
+            return
+        await self._websocket_closed()
+        # engine.io's handlers may hold this session a while yet: let go of the connection now.
+        self._link = self._writer = None
+
+    async def _upgrade_step(self, link: WebSocketLink, data: str | bytes) -> None:
         """The polling-to-WebSocket upgrade: "2probe", "3probe", then UPGRADE ("5"), within the
         ping timeout (meanwhile packets wait in the queue, capped, and are flushed once upgraded)."""
-        self.upgrading = True
-        try:
-            async with asyncio.timeout(self.server.ping_timeout):
-                probe = await response.receive()
-                if probe.type is not WSMsgType.TEXT or probe.data != "2probe":
-                    return False
-                await response.send_str(packet.Packet(packet.PONG, data="probe").encode())
-                assert self.queue is not None  # dropped only once upgraded
-                await self.queue.put(packet.Packet(packet.NOOP))  # ends the pending long-poll
-                upgrade = await response.receive()
-                return upgrade.type is WSMsgType.TEXT and upgrade.data == "5"
-        except TimeoutError:
+        if link is not self._upgrade:
+            return  # failed already
+        if not self._probed:
+            if data != "2probe":
+                self._upgrade_failed(link)
+                return
+            self._probed = True
+            link.send_text(packet.Packet(packet.PONG, data="probe").encode())
+            assert self.queue is not None  # dropped only once upgraded
+            await self.queue.put(packet.Packet(packet.NOOP))  # ends the pending long-poll
+            return
+        if data != "5":
+            self._upgrade_failed(link)
+            return
+        link.upgraded()
+        self._upgrade, self._probed, self.upgrading = None, False, False
+        if self.closed:  # timed out (or was closed) while upgrading
+            link.close()
+            return
+        self._attach(link)
+
+    def _upgrade_failed(self, link: WebSocketLink, late: bool = False) -> None:
+        if link is not self._upgrade:
+            return
+        if late:
             log.warning("eio_sid=%s did not finish its upgrade to WebSocket in time", self.sid)
-            return False
-        finally:
-            self.upgrading = False
+        self._upgrade, self._probed, self.upgrading = None, False, False
+        link.close()
 
     def _flush_queue(self) -> None:
         """Write what was queued before the WebSocket was ready, then drop the queue: from now on
@@ -382,6 +805,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         self.after_reply: dict[str, Callable[[], Awaitable[None]]] = {}
         self.max_unread = max_unread
         self.pinger = Pinger(self.eio.ping_interval)
+        self.links = Links()  # every session's WebSocket, until its end is handled
         self._discarding: dict[str, int] = {}  # eio_sid -> binary attachments still to drop
         self._addresses: dict[str, str] = {}  # eio_sid -> client address holding a slot
         # eio_sid -> its rate buckets: per engine.io session, so that a client that connects its
@@ -471,7 +895,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             self._discarding.pop(eio_sid, None)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        DirectSocket.adopt(self.eio.sockets[eio_sid], self.max_unread, self.pinger)
+        DirectSocket.adopt(self.eio.sockets[eio_sid], self.max_unread, self.pinger, self.links)
         # Connection slots are counted per engine.io session, so that sessions that never
         # connect to a namespace count as well; a refusal is engine.io's 401 with our error.
         request = environ.get("aiohttp.request")
@@ -535,6 +959,16 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
             self.eio.start_service_task = False
             self.eio.service_task_handle = self.eio.start_background_task(self.eio._service_task)
 
+    async def close_links(self, timeout: float) -> None:
+        """Shutting down: cut off every WebSocket still open (those of sessions that never
+        connected socket.io's namespace too), and wait at most `timeout` for their sessions to end
+        (what a disconnect does in the hub: whatever is still running when the app cleans up)."""
+        for link in self.links:
+            link.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.links.gone()
+
     def session(self, sid: str) -> DirectSocket | None:
         """The engine.io session under a socket.io connection, while it lasts."""
         socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, "/"))
@@ -590,5 +1024,8 @@ RELIES_ON: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("engineio.async_socket.AsyncSocket", "closing", None),
     ("engineio.payload.Payload", "__init__", ("self", "packets", "encoded_payload")),
     ("engineio.packet.Packet", "__init__", ("self", "packet_type", "data", "encoded_packet")),
-    ("aiohttp.web_protocol.RequestHandler", "_parser", None),
+    ("aiohttp.web_protocol.RequestHandler", "_message_tail", None),
+    ("aiohttp.web_protocol.RequestHandler", "transport", None),
+    ("aiohttp.web_protocol.RequestHandler", "connection_lost", ("self", "exc")),
+    ("aiohttp._websocket.helpers", "websocket_mask", None),
 )

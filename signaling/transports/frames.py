@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from typing import Protocol
 
 from aiohttp import WSCloseCode, web
 
@@ -21,6 +22,8 @@ CLOSE_TIMEOUT = 5.0
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
+FIN_CLOSE = 0x88
+FIN_PONG = 0x8A
 _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
@@ -36,19 +39,25 @@ def frame(payload: bytes, first_byte: int = _FIN_TEXT) -> bytes:
     return _LONG.pack(first_byte, 127, size) + payload
 
 
+class Closing(Protocol):
+    """What a FrameWriter asks of the WebSocket it writes to: aiohttp's WebSocketResponse, or
+    signaling.transports.engine's WebSocketLink."""
+
+    @property
+    def closed(self) -> bool: ...  # the closing handshake has begun (or the connection is gone)
+
+
 class FrameWriter:
     """Writes frames to one client's WebSocket; aborts the connection past `limit` unread bytes.
 
     Frames go to the transport beneath `response`, interleaving safely with aiohttp's own writes
-    (each is one whole frame, written synchronously); none is written once aiohttp has begun the
-    closing handshake.
+    (each is one whole frame, written synchronously); none is written once the closing handshake
+    has begun.
     """
 
     __slots__ = ("_limit", "_response", "_transport", "_who")  # one per connection
 
-    def __init__(
-        self, response: web.WebSocketResponse, transport: asyncio.Transport | None, limit: int, who: str
-    ) -> None:
+    def __init__(self, response: Closing, transport: asyncio.Transport | None, limit: int, who: str) -> None:
         self._response = response
         self._transport = transport
         self._limit = limit
