@@ -8,9 +8,11 @@ import asyncio
 import base64
 import os
 import struct
+from typing import Any
 
 import pytest
 
+from signaling.transports.engine import INBOX_LIMIT, MESSAGE_OVERHEAD, Links, WebSocketLink
 from tests.conftest import RunningServer, StartServer
 from tests.helpers import ConnectPeer
 from tests.test_robustness import wait_for
@@ -186,3 +188,57 @@ async def test_what_arrives_with_the_clients_close_is_handled_first(
         "reason": "disconnected",
     }
     raw.writer.close()
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.paused = False
+        self.pauses = 0
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+
+class _SlowSession:
+    """Handles a message only when let go, like a handler waiting on Redis."""
+
+    sid = "slow"
+
+    class server:
+        max_http_buffer_size = 1 << 20
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.handled: list[str | bytes] = []
+
+    async def _websocket_message(self, link: Any, data: str | bytes) -> None:
+        await self.go.wait()
+        self.handled.append(data)
+
+    async def _websocket_ended(self, link: Any) -> None:
+        pass
+
+
+async def test_a_link_stops_reading_while_too_much_waits_to_be_handled() -> None:
+    transport, session = _Transport(), _SlowSession()
+    link = WebSocketLink(session, transport, Links())  # type: ignore[arg-type]
+    # Empty messages count too: a flood of them cannot pile up unread either.
+    for _ in range(INBOX_LIMIT // MESSAGE_OVERHEAD + 1):
+        link.data_received(frame(b""))
+    assert transport.paused and transport.pauses == 1
+    session.go.set()
+    await wait_for(lambda: not transport.paused, "reading to resume once half of it is handled")
+    await wait_for(
+        lambda: len(session.handled) == INBOX_LIMIT // MESSAGE_OVERHEAD + 1, "every message handled"
+    )
+    assert session.handled[0] == ""
