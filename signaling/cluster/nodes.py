@@ -346,14 +346,15 @@ class Node:
             self.keys.use(as_text(agreed))
 
     async def _check_view(self) -> None:
-        """Route from the view only while every live node sends notices (see `silent_nodes`)."""
-        silent = await self.delivery.silent_nodes()
-        if silent:
-            if self.delivery.replica.synced:
-                log.warning("nodes %s send no notices (an older version): routing through Redis", silent)
-            self.delivery.replica.lost()
-        elif not self.delivery.replica.synced and self.subscribed.is_set():
-            self.delivery.rebuild_view()
+        """Route from the view only while every live node sends notices (see `silent_nodes`): a
+        view in use is dropped when one appears; one not in use is rebuilt, which looks first."""
+        replica = self.delivery.replica
+        if not replica.synced:
+            if self.subscribed.is_set():
+                self.delivery.rebuild_view()
+        elif silent := await self.delivery.silent_nodes():
+            log.warning("nodes %s send no notices (an older version): routing through Redis", silent)
+            replica.lost()
 
     async def reconcile(self) -> None:
         """Remove from the shared state this node's peers that are no longer connected to it:

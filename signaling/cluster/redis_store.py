@@ -183,7 +183,7 @@ class RedisStore:
         return [_stream(s) for s in _list(await self._run("ROOM_STREAMS", room))]
 
     async def peer_streams(self, peer_id: str) -> tuple[list[str], list[str]]:
-        if (view := self._view()) is not None and view.here(peer_id):
+        if (view := self._view_for(peer_id)) is not None:
             return view.streams_now(peer_id)
 
         async def read() -> tuple[list[bytes], list[bytes]]:
@@ -201,7 +201,7 @@ class RedisStore:
     async def route(
         self, sender: str, target: str, *, room: str | None = None, stream_id: str | None = None
     ) -> Route:
-        if (view := self._view()) is not None and view.here(sender):
+        if (view := self._view_for(sender)) is not None:
             # What the view does not know may have happened a moment ago: Redis says.
             with contextlib.suppress(SignalingError):
                 return view.find_route(sender, target, room=room, stream_id=stream_id)
@@ -211,8 +211,8 @@ class RedisStore:
         return Route(room=found.get("room"), stream_id=found.get("stream"))
 
     async def counterparts(self, peer_id: str, name: str) -> Counterparts | None:
-        view = self._view()
-        if view is not None and view.here(peer_id) and (known := view.find_counterparts(peer_id, name)):
+        view = self._view_for(peer_id)
+        if view is not None and (known := view.find_counterparts(peer_id, name)):
             return known
         found = await self._run("COUNTERPARTS", peer_id, name)
         if not found:
@@ -237,8 +237,11 @@ class RedisStore:
             seq = answer["seq"] or seq
         return seq
 
-    def _view(self) -> RouteView | None:
-        return self.replica.view if self.replica is not None and self.replica.synced else None
+    def _view_for(self, peer_id: str) -> RouteView | None:
+        """This node's view, when it is whole and answers for the peer (one of this node's)."""
+        if self.replica is None or not self.replica.synced or not self.replica.view.here(peer_id):
+            return None
+        return self.replica.view
 
     async def room_names(self) -> list[str]:
         rooms = await available(lambda: self.client.smembers(f"{self.prefix}rooms"))
