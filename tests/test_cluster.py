@@ -288,9 +288,8 @@ async def test_one_recipient_costs_one_node_delivery(
     async with spy.pubsub() as pubsub:
         await pubsub.psubscribe("sig:node:*:inbox")
         await pubsub.get_message(timeout=1)  # the subscription confirmation
-        for _ in range(20):
+        for _ in range(20):  # one at a time: each alone, as no batch would gather it
             await alice.offer(bob.peer_id, SDP_OFFER)
-        for _ in range(20):
             await bob.next("offer")
         while (message := await pubsub.get_message(timeout=0.5)) is not None:
             if message["type"] == "pmessage":
@@ -417,9 +416,8 @@ async def test_a_relay_costs_no_redis_command_on_one_node_and_one_across_two(
         relays: int, send: Callable[[], Awaitable[object]], received: Callable[[], Awaitable[object]]
     ) -> dict[str, int]:
         before = await commandstats(spy)
-        for _ in range(relays):
+        for _ in range(relays):  # one at a time: each alone, as no batch would gather it
             await send()
-        for _ in range(relays):
             await received()
         after = await commandstats(spy)
         delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}

@@ -22,18 +22,19 @@ import logging
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from functools import partial
 
 import redis.asyncio as redis
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from signaling.cluster import codec
-from signaling.cluster.outbox import SEPARATOR, Outbox
+from signaling.cluster import channels, codec
+from signaling.cluster.channels import SEPARATOR, Publisher
 from signaling.cluster.redis_sessions import RedisSessions
 from signaling.cluster.redis_store import RedisStore, as_text, available
 from signaling.cluster.replica import PROTOCOL, Replica
@@ -66,7 +67,7 @@ class ClusterDelivery(LocalDelivery):
     def __init__(
         self,
         client: redis.Redis,
-        listener: redis.Redis,
+        channel_pool: ConnectionPool,
         node_id: str,
         prefix: str,
         sessions: RedisSessions,
@@ -74,11 +75,13 @@ class ClusterDelivery(LocalDelivery):
     ) -> None:
         super().__init__(sessions)
         self.client = client
-        self.listener = listener  # without retries: a broken subscription must show (see listen)
+        self.channel_pool = channel_pool  # opens the connections of `listen`
         self.node_id = node_id
         self.prefix = prefix
         self.replica = replica
-        self.outbox = Outbox(client)
+        self.publisher = Publisher(self._unheard)
+        self._unheard_envelopes: deque[bytes] = deque()
+        self._unheard_task: asyncio.Task[None] | None = None
         # Has Redis send this node's view everything its peers are in (RedisStore.load).
         self.load: Callable[[list[str]], Awaitable[int]] | None = None
         # Told of each envelope skipped (metrics), with the reason.
@@ -91,38 +94,71 @@ class ClusterDelivery(LocalDelivery):
 
     async def absent(self, peer_id: str, message: Outbound) -> bool:
         home = self.replica.home(peer_id)
+        if home is not None and home != self.node_id:
+            channel, envelope = self.inbox(home), codec.encode(peer_id, message)
+            if self.publisher.connected:
+                self.publisher.post(channel, envelope)  # where nobody listens: `_unheard`
+                return True
+            # Between connections (or stopping): published the slow way, counted at once.
+            if await available(partial(self.client.publish, channel, envelope)):
+                return True
         # Where nobody listens (its node is gone), its session decides.
-        if (
-            home is not None
-            and home != self.node_id
-            and await self.outbox.publish(self.inbox(home), codec.encode(peer_id, message))
-        ):
-            return True
         return await super().absent(peer_id, message)
 
-    async def listen(self, ready: asyncio.Event) -> None:
-        """Deliver what other nodes publish for this node's peers, resubscribing after outages.
-        Nothing published on the channel ends it: what it cannot read is counted and skipped.
+    def _unheard(self, envelopes: list[bytes]) -> None:
+        """Published where nobody listens (their node is gone): their sessions decide, in order."""
+        self._unheard_envelopes.extend(envelopes)
+        if self._unheard_task is None or self._unheard_task.done():
+            self._unheard_task = asyncio.create_task(self._hand_unheard_over(), name="cluster-unheard")
 
-        A subscription that broke may have missed notices: the view is rebuilt on each new one.
-        (Its client has no retries, which would resubscribe behind this loop's back.)"""
-        pause = RESUBSCRIBE_FIRST
-        while True:
+    async def _hand_unheard_over(self) -> None:
+        while self._unheard_envelopes:
+            envelope = self._unheard_envelopes.popleft()
             try:
-                async with self.listener.pubsub() as pubsub:
-                    await pubsub.subscribe(self.inbox(self.node_id))
-                    ready.set()
-                    pause = RESUBSCRIBE_FIRST
-                    self.rebuild_view()
-                    async for item in pubsub.listen():
-                        if item["type"] == "message":
-                            await self._received(item["data"])
+                peer_id, message = codec.decode(envelope)
+                if message is not None:
+                    await super().absent(peer_id, message)
+            except (SignalingError, codec.Undecodable) as error:
+                log.warning("a message for a node that is gone was lost: %s", error)
+
+    async def listen(self, ready: asyncio.Event) -> None:
+        """Deliver what other nodes publish for this node's peers, and publish for theirs
+        (`self.publisher`), connecting again after outages. Nothing published on the channel ends
+        it: what it cannot read is counted and skipped.
+
+        A subscription that broke may have missed notices: the view is rebuilt on each new one."""
+        pause = RESUBSCRIBE_FIRST
+
+        def subscribed() -> None:
+            nonlocal pause
+            ready.set()
+            pause = RESUBSCRIBE_FIRST
+            self.rebuild_view()
+
+        while True:
+            links: list[channels.Link] = []
+            try:
+                links = [await channels.connect(self.channel_pool) for _ in range(2)]
+                inbox, outbox = links
+                publishing = asyncio.create_task(self.publisher.run(outbox), name="cluster-outbox")
+                # Either connection breaking takes the other down with it, and readiness.
+                publishing.add_done_callback(inbox.abort)
+                try:
+                    await channels.subscribe(inbox, self.inbox(self.node_id), self._received, subscribed)
+                finally:
+                    publishing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                        await publishing
             except (RedisError, OSError) as exc:
                 ready.clear()
                 self.replica.lost()
-                log.warning("node inbox unavailable (%s); retrying", exc)
+                log.warning("node channels unavailable (%s); retrying", exc)
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, RESUBSCRIBE_LAST)
+            finally:
+                for link in links:
+                    with contextlib.suppress(RedisError, OSError):
+                        await link.close()
 
     def _view_lost(self) -> None:
         self.replica.lost()
@@ -165,8 +201,8 @@ class ClusterDelivery(LocalDelivery):
 
         return await available(read)
 
-    async def _received(self, data: Any) -> None:
-        for envelope in (data if isinstance(data, bytes) else str(data).encode()).split(SEPARATOR):
+    async def _received(self, data: bytes) -> None:
+        for envelope in data.split(SEPARATOR):
             await self._read(envelope)
 
     async def _read(self, data: bytes) -> None:
@@ -430,9 +466,8 @@ class Cluster:
             retry_on_error=[RedisConnectionError],
         )
         self.client = redis.Redis(connection_pool=pool)
-        listener = redis.Redis.from_url(
-            url, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0), retry_on_error=[]
-        )
+        # Each of its connections is opened once and then spoken to directly (see channels).
+        channel_pool = ConnectionPool.from_url(url, socket_connect_timeout=5)
         self.node_id = new_node_id()
         replica = Replica(self.node_id)
         self.sessions = RedisSessions(
@@ -444,7 +479,7 @@ class Cluster:
             replica=replica,
         )
         self.delivery = ClusterDelivery(
-            self.client, listener, self.node_id, self.PREFIX, self.sessions, replica
+            self.client, channel_pool, self.node_id, self.PREFIX, self.sessions, replica
         )
         self.store = RedisStore(
             self.client, limits=limits, prefix=self.PREFIX, node_id=self.node_id, replica=replica
@@ -476,4 +511,3 @@ class Cluster:
         yield
         await self.node.stop()
         await self.client.aclose()
-        await self.delivery.listener.aclose()

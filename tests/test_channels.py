@@ -1,0 +1,151 @@
+"""signaling.cluster.channels against a real redis-server: the connections it takes over from
+redis-py (a contract test: an upgrade that moves them fails here), batching, replies, breaks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis.asyncio as redis
+from redis.asyncio import ConnectionPool
+
+from signaling.cluster import channels
+from signaling.cluster.channels import Link, Publisher
+from signaling.core.errors import ErrorCode, SignalingError
+from tests.cluster_support import wait_until
+from tests.helpers import free_port
+from tests.redis_support import RedisServer
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[RedisServer]:
+    """A redis-server of the test's own, which it may freeze or kill."""
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    if server.process is not None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+@pytest.fixture
+async def links(own_redis: RedisServer) -> AsyncIterator[Callable[[], Awaitable[Link]]]:
+    """Connections to `own_redis` through `channels.connect`, closed at the end."""
+    pool = ConnectionPool.from_url(own_redis.url)
+    opened: list[Link] = []
+
+    async def open_link() -> Link:
+        opened.append(await channels.connect(pool))
+        return opened[-1]
+
+    yield open_link
+    for link in opened:
+        link.abort()
+        await link.close()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    async def check() -> bool:
+        return condition()
+
+    await wait_until(check, what, seconds=5)
+
+
+class Inbox:
+    """A subscription through `channels.subscribe`, with what it received."""
+
+    def __init__(self, link: Link, channel: str) -> None:
+        self.messages: list[bytes] = []
+        self.subscribed = asyncio.Event()
+        self.task = asyncio.create_task(
+            channels.subscribe(link, channel, self._received, self.subscribed.set)
+        )
+
+    async def _received(self, data: bytes) -> None:
+        self.messages.append(data)
+
+
+async def test_connect_hands_over_redis_pys_streams(links: Callable[[], Awaitable[Link]]) -> None:
+    link = await links()
+    assert isinstance(link.reader, asyncio.StreamReader)
+    assert isinstance(link.writer, asyncio.StreamWriter)
+    link.writer.write(channels.command(b"PING"))
+    assert await asyncio.wait_for(link.reader.readline(), 5) == b"+PONG\r\n"
+
+
+async def test_what_gathers_while_a_batch_is_out_goes_in_one_publish_in_order(
+    own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
+) -> None:
+    inbox = Inbox(await links(), "to-b")
+    await asyncio.wait_for(inbox.subscribed.wait(), 5)
+    unheard: list[list[bytes]] = []
+    publisher = Publisher(unheard.append)
+    running = asyncio.create_task(publisher.run(await links()))
+    await until(lambda: publisher.connected, "the publisher")
+    spy = redis.Redis.from_url(own_redis.url)
+    before = (await spy.info("commandstats")).get("cmdstat_publish", {}).get("calls", 0)
+
+    publisher.post("to-b", b'{"n": 0}')
+    await asyncio.sleep(0)  # it goes out alone; the next 49 gather behind it
+    for n in range(1, 50):
+        publisher.post("to-b", b'{"n": %d}' % n)
+    await until(lambda: len(inbox.messages) == 2, "two publications")
+    assert inbox.messages[0] == b'{"n": 0}'
+    assert inbox.messages[1].split(channels.SEPARATOR) == [b'{"n": %d}' % n for n in range(1, 50)]
+    assert (await spy.info("commandstats"))["cmdstat_publish"]["calls"] - before == 2
+
+    publisher.post("nobody-listens", b"one")
+    publisher.post("nobody-listens", b"two")
+    await until(lambda: unheard == [[b"one", b"two"]], "the unheard envelopes handed back")
+    running.cancel()
+    inbox.task.cancel()
+    await spy.aclose()
+
+
+async def test_a_broken_connection_ends_the_run_and_refuses_posts(
+    own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
+) -> None:
+    publisher = Publisher(lambda _: None)
+    with pytest.raises(SignalingError) as refused:
+        publisher.post("to-b", b"before any connection")
+    assert refused.value.code == ErrorCode.SERVICE_UNAVAILABLE
+    running = asyncio.create_task(publisher.run(await links()))
+    await until(lambda: publisher.connected, "the publisher")
+    own_redis.stop()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(running, 5)
+    assert not publisher.connected
+    with pytest.raises(SignalingError):
+        publisher.post("to-b", b"after")
+
+
+async def test_a_redis_that_stops_answering_is_given_up_on(
+    own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
+) -> None:
+    publisher = Publisher(lambda _: None, reply_timeout=0.4)
+    running = asyncio.create_task(publisher.run(await links()))
+    await until(lambda: publisher.connected, "the publisher")
+    assert own_redis.process is not None
+    os.kill(own_redis.process.pid, signal.SIGSTOP)  # the connection stays up; nothing answers
+    publisher.post("to-b", b"into the void")
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(running, 5)
+    assert not publisher.connected
+
+
+async def test_a_refused_subscription_ends_the_subscriber(
+    own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
+) -> None:
+    spy = redis.Redis.from_url(own_redis.url)
+    # A user that may not subscribe to anything: Redis answers SUBSCRIBE with an error.
+    await spy.acl_setuser("default", enabled=True, nopass=True, reset_channels=True)
+    inbox = Inbox(await links(), "to-b")
+    with pytest.raises(ConnectionError, match="refused the subscription"):
+        await asyncio.wait_for(inbox.task, 5)
+    assert not inbox.subscribed.is_set()
+    await spy.aclose()
