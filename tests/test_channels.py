@@ -84,7 +84,7 @@ async def test_what_gathers_while_a_batch_is_out_goes_in_one_publish_in_order(
     inbox = Inbox(await links(), "to-b")
     await asyncio.wait_for(inbox.subscribed.wait(), 5)
     unheard: list[list[bytes]] = []
-    publisher = Publisher(unheard.append)
+    publisher = Publisher(unheard.append, lambda *_: None)
     running = asyncio.create_task(publisher.run(await links()))
     await until(lambda: publisher.connected, "the publisher")
     spy = redis.Redis.from_url(own_redis.url)
@@ -110,7 +110,7 @@ async def test_what_gathers_while_a_batch_is_out_goes_in_one_publish_in_order(
 async def test_a_broken_connection_ends_the_run_and_refuses_posts(
     own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
 ) -> None:
-    publisher = Publisher(lambda _: None)
+    publisher = Publisher(lambda _: None, lambda *_: None)
     with pytest.raises(SignalingError) as refused:
         publisher.post("to-b", b"before any connection")
     assert refused.value.code == ErrorCode.SERVICE_UNAVAILABLE
@@ -127,7 +127,7 @@ async def test_a_broken_connection_ends_the_run_and_refuses_posts(
 async def test_a_redis_that_stops_answering_is_given_up_on(
     own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
 ) -> None:
-    publisher = Publisher(lambda _: None, reply_timeout=0.4)
+    publisher = Publisher(lambda _: None, lambda *_: None, reply_timeout=0.4)
     running = asyncio.create_task(publisher.run(await links()))
     await until(lambda: publisher.connected, "the publisher")
     assert own_redis.process is not None
@@ -136,6 +136,35 @@ async def test_a_redis_that_stops_answering_is_given_up_on(
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(running, 5)
     assert not publisher.connected
+
+
+async def test_what_was_not_written_when_the_connection_broke_is_handed_back(
+    own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
+) -> None:
+    unsent: list[tuple[str, list[bytes]]] = []
+    publisher = Publisher(lambda _: None, lambda channel, envelopes: unsent.append((channel, envelopes)))
+    running = asyncio.create_task(publisher.run(await links()))
+    await until(lambda: publisher.connected, "the publisher")
+    assert own_redis.process is not None
+    os.kill(own_redis.process.pid, signal.SIGSTOP)  # the first batch goes out and is never answered
+    publisher.post("to-b", b"written")
+    await asyncio.sleep(0)
+    publisher.post("to-b", b"waiting 1")
+    publisher.post("to-c", b"waiting 2")
+    own_redis.stop()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(running, 5)
+    assert unsent == [("to-b", [b"waiting 1"]), ("to-c", [b"waiting 2"])]
+
+
+async def test_a_reply_to_nothing_sent_breaks_the_connection(links: Callable[[], Awaitable[Link]]) -> None:
+    publisher = Publisher(lambda _: None, lambda *_: None)
+    link = await links()
+    running = asyncio.create_task(publisher.run(link))
+    await until(lambda: publisher.connected, "the publisher")
+    link.writer.write(channels.command(b"PING"))  # a reply the publisher did not ask for
+    with pytest.raises(ConnectionError, match="never sent"):
+        await asyncio.wait_for(running, 5)
 
 
 async def test_a_refused_subscription_ends_the_subscriber(

@@ -9,7 +9,8 @@ from then on they carry raw RESP:
   its way waits for the next one, and a batch is one PUBLISH per channel, its envelopes joined by
   newlines (JSON envelopes never hold a raw newline). Alone, a message goes out at once. Replies
   come back in order: a channel nobody listens on (its node is gone) hands its envelopes to
-  `unheard`.
+  `unheard`; when the connection breaks, what was not written yet goes to `unsent`, and what was
+  written may or may not have arrived, as with any network.
 - `Subscriber`: every message of a read handed over in one go.
 
 `connect` is the one place that touches redis-py's private attributes; tests/test_channels.py
@@ -69,8 +70,14 @@ def command(*parts: bytes) -> bytes:
 
 
 class Publisher:
-    def __init__(self, unheard: Callable[[list[bytes]], None], reply_timeout: float = REPLY_TIMEOUT) -> None:
+    def __init__(
+        self,
+        unheard: Callable[[list[bytes]], None],
+        unsent: Callable[[str, list[bytes]], None],
+        reply_timeout: float = REPLY_TIMEOUT,
+    ) -> None:
         self._unheard = unheard
+        self._unsent = unsent
         self.reply_timeout = reply_timeout
         self._link: Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,10 +86,19 @@ class Publisher:
         self._scheduled = False
         self._in_flight: deque[list[bytes]] = deque()  # per PUBLISH written, its envelopes
         self._sent_at = 0.0
+        self._refused = 0  # publishes Redis answered with an error, on this connection
+        self._drained: asyncio.Future[None] | None = None
 
     @property
     def connected(self) -> bool:
         return self._link is not None
+
+    async def drained(self) -> None:
+        """Once everything posted so far is written and answered (or the connection is gone)."""
+        if self._link is not None and (self._in_flight or self._pending):
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drained)
 
     def post(self, channel: str, envelope: bytes) -> None:
         """Publish `envelope` on `channel` soon. Refused while the connection is down or Redis
@@ -102,15 +118,14 @@ class Publisher:
             self._loop.call_soon(self._flush)
 
     async def run(self, link: Link) -> None:
-        """Publish on `link` until it breaks (raises ConnectionError); what was on its way then is
-        lost, and said so."""
-        self._link, self._loop = link, asyncio.get_running_loop()
+        """Publish on `link` until it breaks (raises ConnectionError)."""
+        self._link, self._loop, self._refused = link, asyncio.get_running_loop(), 0
         parser = hiredis.Reader()
         watchdog = asyncio.create_task(self._watch())
         try:
             while data := await link.reader.read(READ_SIZE):
                 parser.feed(data)
-                while (reply := parser.gets()) is not False:
+                while (reply := _next(parser)) is not False:
                     self._answered(reply)
             raise ConnectionError("Redis closed the connection")
         except asyncio.CancelledError:
@@ -121,21 +136,37 @@ class Publisher:
             raise
         finally:
             watchdog.cancel()
-            lost = sum(map(len, self._in_flight)) + sum(map(len, self._pending.values()))
             self._link = None
-            self._in_flight.clear()
-            self._pending, self._pending_bytes = {}, 0
-            if lost:
+            unsent, self._pending, self._pending_bytes = self._pending, {}, 0
+            for channel, envelopes in unsent.items():
+                self._unsent(channel, envelopes)
+            if lost := sum(map(len, self._in_flight)):
                 log.warning("node channels: %d messages to other nodes may be lost with the connection", lost)
+            self._in_flight.clear()
+            self._settle()
 
     def _answered(self, reply: object) -> None:
+        if isinstance(reply, hiredis.PushNotification):
+            return  # RESP3 pushes (a server's maintenance notices) answer no publish
+        if not self._in_flight:
+            raise ConnectionError(f"Redis answered a publish never sent: {reply!r:.80}")
         envelopes = self._in_flight.popleft()
         if isinstance(reply, hiredis.ReplyError):
-            log.warning("node channels: Redis refused a publish of %d messages: %s", len(envelopes), reply)
+            if not self._refused:  # its cause (ACL, memory) holds for the ones after it
+                log.warning("node channels: Redis refused a publish (%d messages): %s", len(envelopes), reply)
+            self._refused += 1
         elif reply == 0:
             self._unheard(envelopes)
-        if not self._in_flight and self._pending:
-            self._flush()
+        if not self._in_flight:
+            if self._pending:
+                self._flush()
+            else:
+                self._settle()
+
+    def _settle(self) -> None:
+        if self._drained is not None:
+            self._drained.set_result(None)
+            self._drained = None
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -171,7 +202,7 @@ async def subscribe(
     parser = hiredis.Reader()
     while data := await link.reader.read(READ_SIZE):
         parser.feed(data)
-        while (item := parser.gets()) is not False:
+        while (item := _next(parser)) is not False:
             if isinstance(item, hiredis.ReplyError):
                 raise ConnectionError(f"Redis refused the subscription: {item}")
             if isinstance(item, list) and item and item[0] == b"message":
@@ -179,3 +210,10 @@ async def subscribe(
             elif isinstance(item, list) and item and item[0] == b"subscribe":
                 ready()
     raise ConnectionError("Redis closed the connection")
+
+
+def _next(parser: hiredis.Reader) -> object:
+    try:
+        return parser.gets()
+    except hiredis.ProtocolError as exc:
+        raise ConnectionError(f"unreadable data from Redis: {exc}") from None

@@ -38,7 +38,7 @@ from signaling.cluster.channels import SEPARATOR, Publisher
 from signaling.cluster.redis_sessions import RedisSessions
 from signaling.cluster.redis_store import RedisStore, as_text, available
 from signaling.cluster.replica import PROTOCOL, Replica
-from signaling.core.errors import SignalingError
+from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.hub import Hub, LocalDelivery
 from signaling.core.messages import Outbound, Relayed
 from signaling.core.peers import node_name
@@ -57,6 +57,9 @@ def new_node_id() -> str:
 # Seconds between attempts to subscribe again, doubling: a Redis back from a restart is heard from
 # at once, one that stays away is not hammered.
 RESUBSCRIBE_FIRST, RESUBSCRIBE_LAST = 0.05, 1.0
+# Messages waiting to be taken the slow way (see ClusterDelivery._to_slow_lane) before more are
+# refused.
+SLOW_LANE_LIMIT = 10_000
 
 
 class ClusterDelivery(LocalDelivery):
@@ -79,9 +82,10 @@ class ClusterDelivery(LocalDelivery):
         self.node_id = node_id
         self.prefix = prefix
         self.replica = replica
-        self.publisher = Publisher(self._unheard)
-        self._unheard_envelopes: deque[bytes] = deque()
-        self._unheard_task: asyncio.Task[None] | None = None
+        self.publisher = Publisher(self._unheard, self._unsent)
+        # Messages for peers of other nodes that went wrong on the fast way (see _to_slow_lane).
+        self._slow_lane: deque[tuple[str | None, bytes]] = deque()
+        self._slow_task: asyncio.Task[None] | None = None
         # Has Redis send this node's view everything its peers are in (RedisStore.load).
         self.load: Callable[[list[str]], Awaitable[int]] | None = None
         # Told of each envelope skipped (metrics), with the reason.
@@ -96,30 +100,64 @@ class ClusterDelivery(LocalDelivery):
         home = self.replica.home(peer_id)
         if home is not None and home != self.node_id:
             channel, envelope = self.inbox(home), codec.encode(peer_id, message)
+            if self._slow_lane:  # behind what waits there: one sender's messages stay in order
+                return self._wait_in_slow_lane(channel, envelope)
             if self.publisher.connected:
                 self.publisher.post(channel, envelope)  # where nobody listens: `_unheard`
                 return True
             # Between connections (or stopping): published the slow way, counted at once.
             if await available(partial(self.client.publish, channel, envelope)):
                 return True
-        # Where nobody listens (its node is gone), its session decides.
+        else:
+            # Its session decides, after what this node sent before (it may go the same way).
+            if self._slow_lane:
+                return self._wait_in_slow_lane(None, codec.encode(peer_id, message))
+            await self.publisher.drained()
         return await super().absent(peer_id, message)
 
-    def _unheard(self, envelopes: list[bytes]) -> None:
-        """Published where nobody listens (their node is gone): their sessions decide, in order."""
-        self._unheard_envelopes.extend(envelopes)
-        if self._unheard_task is None or self._unheard_task.done():
-            self._unheard_task = asyncio.create_task(self._hand_unheard_over(), name="cluster-unheard")
+    def _wait_in_slow_lane(self, channel: str | None, envelope: bytes) -> bool:
+        if not self._to_slow_lane([(channel, envelope)]):
+            raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "the other node is not keeping up")
+        return True
 
-    async def _hand_unheard_over(self) -> None:
-        while self._unheard_envelopes:
-            envelope = self._unheard_envelopes.popleft()
+    def _unheard(self, envelopes: list[bytes]) -> None:
+        """Published where nobody listens (their node is gone): their sessions decide."""
+        if not self._to_slow_lane([(None, envelope) for envelope in envelopes]):
+            log.warning("%d messages for peers of a node that is gone were lost", len(envelopes))
+
+    def _unsent(self, channel: str, envelopes: list[bytes]) -> None:
+        """Not written before the connection broke: published the slow way."""
+        if not self._to_slow_lane([(channel, envelope) for envelope in envelopes]):
+            log.warning("%d messages for peers of another node were lost", len(envelopes))
+
+    def _to_slow_lane(self, entries: list[tuple[str | None, bytes]]) -> bool:
+        """Queue messages to be taken through redis-py one at a time, in order
+        (`_take_slow_lane`): rare, and bounded, since every message after them waits behind
+        them. False when full."""
+        if len(self._slow_lane) + len(entries) > SLOW_LANE_LIMIT:
+            return False
+        self._slow_lane.extend(entries)
+        if self._slow_task is None or self._slow_task.done():
+            self._slow_task = asyncio.create_task(self._take_slow_lane(), name="cluster-slow-lane")
+        return True
+
+    async def _take_slow_lane(self) -> None:
+        """Each message published on its channel, or where nobody listens there (or it has no
+        channel), handed to its session. What fails is counted and said once."""
+        lost, why = 0, ""
+        while self._slow_lane:
+            channel, envelope = self._slow_lane[0]
             try:
-                peer_id, message = codec.decode(envelope)
-                if message is not None:
-                    await super().absent(peer_id, message)
-            except (SignalingError, codec.Undecodable) as error:
-                log.warning("a message for a node that is gone was lost: %s", error)
+                if channel is None or not await available(partial(self.client.publish, channel, envelope)):
+                    peer_id, message = codec.decode(envelope)
+                    if message is not None and not await super().absent(peer_id, message):
+                        lost += 1
+            except Exception as exc:  # Redis out of reach, most likely: the next ones say so too
+                lost, why = lost + 1, why or str(exc)
+            finally:
+                self._slow_lane.popleft()
+        if lost:
+            log.warning("%d messages for peers of other nodes were lost%s", lost, f": {why}" if why else "")
 
     async def listen(self, ready: asyncio.Event) -> None:
         """Deliver what other nodes publish for this node's peers, and publish for theirs
@@ -138,7 +176,8 @@ class ClusterDelivery(LocalDelivery):
         while True:
             links: list[channels.Link] = []
             try:
-                links = [await channels.connect(self.channel_pool) for _ in range(2)]
+                for _ in range(2):
+                    links.append(await channels.connect(self.channel_pool))
                 inbox, outbox = links
                 publishing = asyncio.create_task(self.publisher.run(outbox), name="cluster-outbox")
                 # Either connection breaking takes the other down with it, and readiness.
@@ -147,12 +186,16 @@ class ClusterDelivery(LocalDelivery):
                     await channels.subscribe(inbox, self.inbox(self.node_id), self._received, subscribed)
                 finally:
                     publishing.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                        await publishing
-            except (RedisError, OSError) as exc:
+                    await asyncio.wait([publishing])  # never swallows this task's own cancellation
+                    if not publishing.cancelled() and (error := publishing.exception()) is not None:
+                        log.warning("node channels: publishing stopped: %s", error)
+            except Exception as exc:
                 ready.clear()
                 self.replica.lost()
-                log.warning("node channels unavailable (%s); retrying", exc)
+                if isinstance(exc, (RedisError, OSError)):
+                    log.warning("node channels unavailable (%s); retrying", exc)
+                else:  # a bug: it must not end this node's inbox for good
+                    log.exception("node channels failed; retrying")
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, RESUBSCRIBE_LAST)
             finally:
