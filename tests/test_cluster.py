@@ -386,6 +386,40 @@ async def test_node_channels_survive_anything_published_on_them(
     await spy.aclose()
 
 
+async def test_a_nodes_publishing_connection_breaking_takes_its_channels_down_and_back(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    """Either channel connection breaking takes the other with it (a node must not publish
+    without listening, or listen without publishing): both come back, and relays with them."""
+    a, b = await start_nodes(2)
+    alice = await connect(a.url)
+    await alice.join("snapped")
+    bob = await connect(b.url)
+    await bob.join("snapped")
+    await alice.next("peer-joined")
+    await wait_until(lambda: view_synced(a.url), "a's view")
+    spy = redis.Redis.from_url(redis_server.url)
+    name = f"signaling:{a.node_id}:channels"
+    clients = [c for c in await spy.client_list() if c["name"] == name]
+    assert len(clients) == 2 and any(c["cmd"] == "subscribe" for c in clients), clients
+    publishing = next(c for c in clients if c["cmd"] != "subscribe")
+    await spy.client_kill_filter(_id=publishing["id"])
+
+    async def reconnected() -> bool:
+        fresh = {c["id"] for c in await spy.client_list() if c["name"] == name}
+        return len(fresh) == 2 and not fresh & {c["id"] for c in clients}
+
+    await wait_until(reconnected, "both of a's channel connections opened again")
+    await wait_until(lambda: view_synced(a.url), "a's view rebuilt")
+    assert (await get_json(f"{a.url}/readyz"))[0] == 200
+    for _ in range(5):
+        await alice.offer(bob.peer_id or "", SDP_OFFER)
+        assert (await bob.next("offer"))["from"] == alice.peer_id
+        await bob.answer(alice.peer_id or "", SDP_ANSWER)
+        assert (await alice.next("answer"))["from"] == bob.peer_id
+    await spy.aclose()
+
+
 async def commandstats(client: redis.Redis) -> dict[str, int]:
     stats = await client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}

@@ -110,9 +110,9 @@ class ClusterDelivery(LocalDelivery):
                 return True
         else:
             # Its session decides, after what this node sent before (it may go the same way).
+            await self.publisher.drained()
             if self._slow_lane:
                 return self._wait_in_slow_lane(None, codec.encode(peer_id, message))
-            await self.publisher.drained()
         return await super().absent(peer_id, message)
 
     def _wait_in_slow_lane(self, channel: str | None, envelope: bytes) -> bool:
@@ -509,9 +509,12 @@ class Cluster:
             retry_on_error=[RedisConnectionError],
         )
         self.client = redis.Redis(connection_pool=pool)
-        # Each of its connections is opened once and then spoken to directly (see channels).
-        channel_pool = ConnectionPool.from_url(url, socket_connect_timeout=5)
         self.node_id = new_node_id()
+        # Each of its connections is opened once and then spoken to directly (see channels);
+        # named, for CLIENT LIST.
+        channel_pool = ConnectionPool.from_url(
+            url, socket_connect_timeout=5, client_name=f"signaling:{self.node_id}:channels"
+        )
         replica = Replica(self.node_id)
         self.sessions = RedisSessions(
             self.client,
