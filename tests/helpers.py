@@ -18,11 +18,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def joined_pair(connect: ConnectPeer, room: str = "pair") -> tuple[SignalingClient, SignalingClient]:
-    """Two peers in one room, with the first one's peer-joined notice consumed."""
-    alice = await connect()
+async def joined_pair(
+    connect: ConnectPeer, room: str = "pair", *urls: str
+) -> tuple[SignalingClient, SignalingClient]:
+    """Two peers in one room, with the first one's peer-joined notice consumed; with two `urls`,
+    each connected to its own (two nodes of a cluster)."""
+    alice = await connect(*urls[:1])
     await alice.join(room)
-    bob = await connect()
+    bob = await connect(*urls[1:2])
     await bob.join(room)
     await alice.next("peer-joined")
     return alice, bob

@@ -18,7 +18,7 @@ from signaling.core import peers
 from tests.antmedia_client import AntMediaClient
 from tests.cluster_support import LEASE_SECONDS, StartNodes, get_json, wait_until
 from tests.conftest import ConnectAntMedia
-from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer
+from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer, joined_pair
 from tests.redis_support import RedisServer
 
 
@@ -183,11 +183,7 @@ async def test_killed_node_is_noticed_and_its_peers_freed(
 ) -> None:
     # bob's session is held for him for the grace (1 s here), then he is announced lost with his node.
     survivor, doomed = await start_nodes(2, SESSION_GRACE="1")
-    alice = await connect(survivor.url)
-    await alice.join("fragile")
-    bob = await connect(doomed.url)
-    await bob.join("fragile")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "fragile", survivor.url, doomed.url)
     publisher = await antmedia(doomed.url)
     await publisher.request("publish", "notification:publish_started", streamId="doomed-show")
     viewer = await antmedia(survivor.url)
@@ -277,11 +273,7 @@ async def test_one_recipient_costs_one_node_delivery(
     start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
 ) -> None:
     a, b, _ = await start_nodes(3)
-    alice = await connect(a.url)
-    await alice.join("costly")
-    bob = await connect(b.url)
-    await bob.join("costly")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "costly", a.url, b.url)
     assert bob.peer_id
     spy = redis.Redis.from_url(redis_server.url)
     seen: list[str] = []
@@ -347,11 +339,7 @@ async def test_node_channels_survive_anything_published_on_them(
     """What a newer node's unknown message kind, or any stray publish, puts on a node's channel is
     counted and skipped: the node goes on delivering, stays ready, and logs a few lines at most."""
     a, b = await start_nodes(2, LOG_LEVEL="WARNING")
-    alice = await connect(a.url)
-    await alice.join("garbage")
-    bob = await connect(b.url)
-    await bob.join("garbage")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "garbage", a.url, b.url)
     spy = redis.Redis.from_url(redis_server.url)
     garbage = [
         b"",
@@ -392,11 +380,7 @@ async def test_a_nodes_publishing_connection_breaking_takes_its_channels_down_an
     """Either channel connection breaking takes the other with it (a node must not publish
     without listening, or listen without publishing): both come back, and relays with them."""
     a, b = await start_nodes(2)
-    alice = await connect(a.url)
-    await alice.join("snapped")
-    bob = await connect(b.url)
-    await bob.join("snapped")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "snapped", a.url, b.url)
     await wait_until(lambda: view_synced(a.url), "a's view")
     spy = redis.Redis.from_url(redis_server.url)
     name = f"signaling:{a.node_id}:channels"

@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from signaling.client import SignalingClient
 from signaling.cluster.redis_store import as_text
 from tests.cluster_support import StartNodes, wait_until
-from tests.helpers import SDP_ANSWER, SDP_OFFER, ConnectPeer
+from tests.helpers import SDP_ANSWER, SDP_OFFER, ConnectPeer, joined_pair
 from tests.redis_support import RedisServer
 
 
@@ -30,11 +30,7 @@ async def test_a_session_resumes_on_another_node_with_what_was_sent_meanwhile(
     # Each node with a key file of its own: they agree on one key through Redis.
     (a,) = await start_nodes(1, SESSION_KEY_FILE=str(tmp_path / "a.key"))
     (b,) = await start_nodes(1, SESSION_KEY_FILE=str(tmp_path / "b.key"))
-    alice = await connect(a.url)
-    await alice.join("roaming")
-    bob = await connect(b.url)
-    await bob.join("roaming")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "roaming", a.url, b.url)
     bob_id = bob.peer_id or ""
     await drop(bob)
     await alice.offer(bob_id, SDP_OFFER)  # bob is held on b: kept for him
@@ -55,11 +51,7 @@ async def test_a_session_outlives_its_node_killed_with_kill_9(
     start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
 ) -> None:
     survivor, doomed = await start_nodes(2)
-    alice = await connect(survivor.url)
-    await alice.join("doomed")
-    bob = await connect(doomed.url)
-    await bob.join("doomed")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "doomed", survivor.url, doomed.url)
     bob_id = bob.peer_id or ""
     doomed.kill()
     await bob.next("disconnect")
@@ -121,11 +113,7 @@ async def test_a_drained_nodes_sessions_resume_elsewhere(
     start_nodes: StartNodes, connect: ConnectPeer
 ) -> None:
     staying, leaving = await start_nodes(2)
-    alice = await connect(staying.url)
-    await alice.join("rolling")
-    bob = await connect(leaving.url)
-    await bob.join("rolling")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "rolling", staying.url, leaving.url)
     bob_id = bob.peer_id or ""
     leaving.process.send_signal(signal.SIGTERM)  # a rolling deploy
     await bob.next("disconnect")
@@ -145,11 +133,7 @@ async def test_a_relay_to_a_node_cut_off_without_a_goodbye_is_kept_once_it_is_re
     holds its subscription open in Redis's eyes: once it is reaped, the others must stop
     publishing for its peers there and keep what is sent to them for their resume."""
     survivor, lost = await start_nodes(2)
-    alice = await connect(survivor.url)
-    await alice.join("cut-off")
-    bob = await connect(lost.url)
-    await bob.join("cut-off")
-    await alice.next("peer-joined")
+    alice, bob = await joined_pair(connect, "cut-off", survivor.url, lost.url)
     bob_id = bob.peer_id or ""
     lost.process.send_signal(signal.SIGSTOP)
     spy = redis.Redis.from_url(redis_server.url)
