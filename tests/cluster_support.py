@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import sys
@@ -41,10 +42,11 @@ async def get_json(url: str) -> tuple[int, dict[str, object]]:
         return response.status, await response.json()
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20) -> None:
+async def wait_until(check: Callable[[], Awaitable[bool] | bool], what: str, seconds: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while asyncio.get_running_loop().time() < deadline:
-        if await check():
+        held = check()
+        if await held if inspect.isawaitable(held) else held:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")

@@ -49,13 +49,6 @@ async def links(own_redis: RedisServer) -> AsyncIterator[Callable[[], Awaitable[
         await link.close()
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    async def check() -> bool:
-        return condition()
-
-    await wait_until(check, what, seconds=5)
-
-
 class Inbox:
     """A subscription through `channels.subscribe`, with what it received."""
 
@@ -86,7 +79,7 @@ async def test_what_gathers_while_a_batch_is_out_goes_in_one_publish_in_order(
     unheard: list[list[bytes]] = []
     publisher = Publisher(unheard.append, lambda *_: None)
     running = asyncio.create_task(publisher.run(await links()))
-    await until(lambda: publisher.connected, "the publisher")
+    await wait_until(lambda: publisher.connected, "the publisher")
     spy = redis.Redis.from_url(own_redis.url)
     before = (await spy.info("commandstats")).get("cmdstat_publish", {}).get("calls", 0)
 
@@ -94,17 +87,58 @@ async def test_what_gathers_while_a_batch_is_out_goes_in_one_publish_in_order(
     await asyncio.sleep(0)  # it goes out alone; the next 49 gather behind it
     for n in range(1, 50):
         publisher.post("to-b", b'{"n": %d}' % n)
-    await until(lambda: len(inbox.messages) == 2, "two publications")
+    await wait_until(lambda: len(inbox.messages) == 2, "two publications")
     assert inbox.messages[0] == b'{"n": 0}'
     assert inbox.messages[1].split(channels.SEPARATOR) == [b'{"n": %d}' % n for n in range(1, 50)]
     assert (await spy.info("commandstats"))["cmdstat_publish"]["calls"] - before == 2
 
     publisher.post("nobody-listens", b"one")
     publisher.post("nobody-listens", b"two")
-    await until(lambda: unheard == [[b"one", b"two"]], "the unheard envelopes handed back")
-    running.cancel()
-    inbox.task.cancel()
+    await wait_until(lambda: unheard == [[b"one", b"two"]], "the unheard envelopes handed back")
+    for task in (running, inbox.task):
+        task.cancel()
+    await asyncio.wait([running, inbox.task])
     await spy.aclose()
+
+
+async def test_drained_waits_for_what_was_posted_before_not_after(
+    links: Callable[[], Awaitable[Link]],
+) -> None:
+    publisher = Publisher(lambda _: None, lambda *_: None)
+    running = asyncio.create_task(publisher.run(await links()))
+    await wait_until(lambda: publisher.connected, "the publisher")
+    publisher.post("to-b", b"out")
+    await asyncio.sleep(0)
+    publisher.post("to-b", b"waiting")
+    drained = asyncio.create_task(publisher.drained())
+    for _ in range(100_000):  # traffic that never stops, bounded
+        if drained.done():
+            break
+        publisher.post("to-b", b"later")
+        await asyncio.sleep(0)
+    assert drained.done()
+    running.cancel()
+    await asyncio.wait([running])
+
+
+async def test_what_waits_behind_a_publish_nobody_heard_goes_with_it(
+    links: Callable[[], Awaitable[Link]],
+) -> None:
+    inbox = Inbox(await links(), "to-b")
+    await asyncio.wait_for(inbox.subscribed.wait(), 5)
+    unheard: list[list[bytes]] = []
+    publisher = Publisher(unheard.append, lambda *_: None)
+    running = asyncio.create_task(publisher.run(await links()))
+    await wait_until(lambda: publisher.connected, "the publisher")
+    publisher.post("gone", b"first")
+    await asyncio.sleep(0)
+    publisher.post("gone", b"second")  # sent on, it could overtake the first on its new way
+    publisher.post("to-b", b"elsewhere")
+    await wait_until(lambda: inbox.messages == [b"elsewhere"], "the other channel's message")
+    assert unheard == [[b"first", b"second"]]
+    for task in (running, inbox.task):
+        task.cancel()
+    await asyncio.wait([running, inbox.task])
 
 
 async def test_a_broken_connection_ends_the_run_and_refuses_posts(
@@ -115,7 +149,7 @@ async def test_a_broken_connection_ends_the_run_and_refuses_posts(
         publisher.post("to-b", b"before any connection")
     assert refused.value.code == ErrorCode.SERVICE_UNAVAILABLE
     running = asyncio.create_task(publisher.run(await links()))
-    await until(lambda: publisher.connected, "the publisher")
+    await wait_until(lambda: publisher.connected, "the publisher")
     own_redis.stop()
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(running, 5)
@@ -129,7 +163,7 @@ async def test_a_redis_that_stops_answering_is_given_up_on(
 ) -> None:
     publisher = Publisher(lambda _: None, lambda *_: None, reply_timeout=0.4)
     running = asyncio.create_task(publisher.run(await links()))
-    await until(lambda: publisher.connected, "the publisher")
+    await wait_until(lambda: publisher.connected, "the publisher")
     assert own_redis.process is not None
     os.kill(own_redis.process.pid, signal.SIGSTOP)  # the connection stays up; nothing answers
     publisher.post("to-b", b"into the void")
@@ -144,7 +178,7 @@ async def test_what_was_not_written_when_the_connection_broke_is_handed_back(
     unsent: list[tuple[str, list[bytes]]] = []
     publisher = Publisher(lambda _: None, lambda channel, envelopes: unsent.append((channel, envelopes)))
     running = asyncio.create_task(publisher.run(await links()))
-    await until(lambda: publisher.connected, "the publisher")
+    await wait_until(lambda: publisher.connected, "the publisher")
     assert own_redis.process is not None
     os.kill(own_redis.process.pid, signal.SIGSTOP)  # the first batch goes out and is never answered
     publisher.post("to-b", b"written")
@@ -161,7 +195,7 @@ async def test_a_reply_to_nothing_sent_breaks_the_connection(links: Callable[[],
     publisher = Publisher(lambda _: None, lambda *_: None)
     link = await links()
     running = asyncio.create_task(publisher.run(link))
-    await until(lambda: publisher.connected, "the publisher")
+    await wait_until(lambda: publisher.connected, "the publisher")
     link.writer.write(channels.command(b"PING"))  # a reply the publisher did not ask for
     with pytest.raises(ConnectionError, match="never sent"):
         await asyncio.wait_for(running, 5)

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +39,7 @@ from playwright.async_api import Browser, Page
 from signaling.cluster.redis_store import as_text
 from tests.browser_support import wait
 from tests.call_support import check_video, events, now_ms, open_room, peer_id, record_call
-from tests.cluster_support import LEASE_SECONDS, NodeProcess, StartNodes
+from tests.cluster_support import LEASE_SECONDS, NodeProcess, StartNodes, wait_until
 from tests.redis_support import RedisServer
 
 # How long the balancer holds a new connection while told to (then it drops it), how long it
@@ -179,13 +178,6 @@ class Balancer:
                 await sink.drain()
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 15) -> None:
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < seconds, f"timed out after {seconds}s waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def send_peer_message(page: Page, target: str, text: str) -> dict[str, Any]:
     """A peer-message through the server (not the data channel), with the server's ack."""
     return dict(
@@ -249,10 +241,10 @@ async def test_a_call_outlives_a_node_killed_with_kill_9_behind_a_balancer(
             sent = await send_peer_message(alice, bob_id, "written while you were away")
             assert sent.get("ok") is True, sent
             timings["sent_s"] = time.monotonic() - killed
-            await until(balancer.holding, "bob's reconnection to wait at the balancer")
+            await wait_until(balancer.holding, "bob's reconnection to wait at the balancer")
             timings["bob_waiting_s"] = time.monotonic() - killed
             if release == "after the reaper":
-                await until(lambda: reaped(two), "node one's reaper to take over node two")
+                await wait_until(lambda: reaped(two), "node one's reaper to take over node two")
                 timings["reaped_s"] = time.monotonic() - killed
                 assert await home(bob_id) == ""  # held by nobody, in Redis
             else:
@@ -281,7 +273,7 @@ async def test_a_call_outlives_a_node_killed_with_kill_9_behind_a_balancer(
 
             # The reaper's round over the dead node leaves Bob's session be.
             if release == "before the reaper":
-                await until(lambda: reaped(two), "node one's reaper to take over node two")
+                await wait_until(lambda: reaped(two), "node one's reaper to take over node two")
                 timings["reaped_s"] = time.monotonic() - killed
             assert await home(bob_id) == one.node_id
 

@@ -9,9 +9,10 @@ from then on they carry raw RESP:
   its way waits for the next one, and a batch is one PUBLISH per channel, its envelopes joined by
   newlines (JSON envelopes never hold a raw newline). Alone, a message goes out at once. Replies
   come back in order: a channel nobody listens on (its node is gone) hands its envelopes to
-  `unheard`; when the connection breaks, what was not written yet goes to `unsent`, and what was
-  written may or may not have arrived, as with any network.
-- `Subscriber`: every message of a read handed over in one go.
+  `unheard`, with those that wait behind them for that channel; when the connection breaks, what
+  was not written yet goes to `unsent`, and what was written may or may not have arrived, as with
+  any network.
+- `subscribe`: reads the node's own channel, a read's worth of messages at a time.
 
 `connect` is the one place that touches redis-py's private attributes; tests/test_channels.py
 fails loudly if an upgrade moves them.
@@ -84,21 +85,25 @@ class Publisher:
         self._pending: dict[str, list[bytes]] = {}
         self._pending_bytes = 0
         self._scheduled = False
-        self._in_flight: deque[list[bytes]] = deque()  # per PUBLISH written, its envelopes
+        self._in_flight: deque[tuple[str, list[bytes]]] = deque()  # per PUBLISH written
         self._sent_at = 0.0
-        self._refused = 0  # publishes Redis answered with an error, on this connection
-        self._drained: asyncio.Future[None] | None = None
+        self._refused = False  # Redis answered a publish with an error, on this connection
+        # Envelopes posted and answered so far, and who waits for a count of them (`drained`).
+        self._posted = 0
+        self._answered_count = 0
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def connected(self) -> bool:
         return self._link is not None
 
     async def drained(self) -> None:
-        """Once everything posted so far is written and answered (or the connection is gone)."""
-        if self._link is not None and (self._in_flight or self._pending):
-            if self._drained is None:
-                self._drained = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._drained)
+        """Once everything posted so far is answered (or the connection is gone); what is posted
+        afterwards is not waited for."""
+        if self._link is not None and self._answered_count < self._posted:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting.append((self._posted, future))
+            await future
 
     def post(self, channel: str, envelope: bytes) -> None:
         """Publish `envelope` on `channel` soon. Refused while the connection is down or Redis
@@ -106,20 +111,21 @@ class Publisher:
         if self._link is None or self._loop is None:
             raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "could not reach the other node")
         if self._pending_bytes > PENDING_LIMIT:
-            raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "the other node is not keeping up")
+            raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "Redis is not keeping up; try again shortly")
         batch = self._pending.get(channel)
         if batch is None:
             self._pending[channel] = [envelope]
         else:
             batch.append(envelope)
         self._pending_bytes += len(envelope)
+        self._posted += 1
         if not self._in_flight and not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush)
 
     async def run(self, link: Link) -> None:
         """Publish on `link` until it breaks (raises ConnectionError)."""
-        self._link, self._loop, self._refused = link, asyncio.get_running_loop(), 0
+        self._link, self._loop, self._refused = link, asyncio.get_running_loop(), False
         parser = hiredis.Reader()
         watchdog = asyncio.create_task(self._watch())
         try:
@@ -140,9 +146,10 @@ class Publisher:
             unsent, self._pending, self._pending_bytes = self._pending, {}, 0
             for channel, envelopes in unsent.items():
                 self._unsent(channel, envelopes)
-            if lost := sum(map(len, self._in_flight)):
+            if lost := sum(len(envelopes) for _, envelopes in self._in_flight):
                 log.warning("node channels: %d messages to other nodes may be lost with the connection", lost)
             self._in_flight.clear()
+            self._answered_count = self._posted
             self._settle()
 
     def _answered(self, reply: object) -> None:
@@ -150,30 +157,38 @@ class Publisher:
             return  # RESP3 pushes (a server's maintenance notices) answer no publish
         if not self._in_flight:
             raise ConnectionError(f"Redis answered a publish never sent: {reply!r:.80}")
-        envelopes = self._in_flight.popleft()
+        channel, envelopes = self._in_flight.popleft()
+        self._answered_count += len(envelopes)
         if isinstance(reply, hiredis.ReplyError):
             if not self._refused:  # its cause (ACL, memory) holds for the ones after it
                 log.warning("node channels: Redis refused a publish (%d messages): %s", len(envelopes), reply)
-            self._refused += 1
+            self._refused = True
         elif reply == 0:
-            self._unheard(envelopes)
-        if not self._in_flight:
-            if self._pending:
-                self._flush()
-            else:
-                self._settle()
+            # Those waiting for the same channel go the same way: sent on, they could overtake.
+            behind = self._pending.pop(channel, [])
+            self._pending_bytes -= sum(map(len, behind))
+            self._answered_count += len(behind)
+            self._unheard(envelopes + behind)
+        self._settle()
+        if not self._in_flight and self._pending:
+            self._flush()
 
     def _settle(self) -> None:
-        if self._drained is not None:
-            self._drained.set_result(None)
-            self._drained = None
+        if self._waiting:
+            ready = [future for count, future in self._waiting if count <= self._answered_count]
+            self._waiting = [
+                (count, future) for count, future in self._waiting if count > self._answered_count
+            ]
+            for future in ready:
+                if not future.done():
+                    future.set_result(None)
 
     def _flush(self) -> None:
         self._scheduled = False
         if self._link is None or not self._pending:
             return
         pending, self._pending, self._pending_bytes = self._pending, {}, 0
-        self._in_flight.extend(pending.values())
+        self._in_flight.extend(pending.items())
         self._link.writer.write(
             b"".join(
                 command(b"PUBLISH", channel.encode(), SEPARATOR.join(envelopes))

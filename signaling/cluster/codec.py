@@ -7,7 +7,7 @@ scripts write (signaling.cluster.redis_lua) for the node's view (signaling.core.
 Envelopes are versioned for rolling deploys, where nodes of two adjacent versions share a
 cluster: `{"v": 1, "to": peer, "type": kind, "body": {...}}`. A node reads every envelope of a
 `v` it knows, ignores body fields it does not know, and refuses (`Undecodable`) kinds it does not
-know, which its listener counts and skips: a newer node's new kind of message is lost to an older
+know, which the node counts and skips: a newer node's new kind of message is lost to an older
 node's peers, never its inbox. A change older nodes could not read bumps `v`, and nodes keep
 reading the previous `v` for one release.
 """

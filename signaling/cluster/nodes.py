@@ -101,7 +101,7 @@ class ClusterDelivery(LocalDelivery):
         if home is not None and home != self.node_id:
             channel, envelope = self.inbox(home), codec.encode(peer_id, message)
             if self._slow_lane:  # behind what waits there: one sender's messages stay in order
-                return self._wait_in_slow_lane(channel, envelope)
+                return self._queue_in_slow_lane(channel, envelope)
             if self.publisher.connected:
                 self.publisher.post(channel, envelope)  # where nobody listens: `_unheard`
                 return True
@@ -112,12 +112,12 @@ class ClusterDelivery(LocalDelivery):
             # Its session decides, after what this node sent before (it may go the same way).
             await self.publisher.drained()
             if self._slow_lane:
-                return self._wait_in_slow_lane(None, codec.encode(peer_id, message))
+                return self._queue_in_slow_lane(None, codec.encode(peer_id, message))
         return await super().absent(peer_id, message)
 
-    def _wait_in_slow_lane(self, channel: str | None, envelope: bytes) -> bool:
+    def _queue_in_slow_lane(self, channel: str | None, envelope: bytes) -> bool:
         if not self._to_slow_lane([(channel, envelope)]):
-            raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "the other node is not keeping up")
+            raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "Redis is not keeping up; try again shortly")
         return True
 
     def _unheard(self, envelopes: list[bytes]) -> None:
@@ -178,8 +178,10 @@ class ClusterDelivery(LocalDelivery):
             try:
                 for _ in range(2):
                     links.append(await channels.connect(self.channel_pool))
-                inbox, outbox = links
-                publishing = asyncio.create_task(self.publisher.run(outbox), name="cluster-outbox")
+                inbox, publishing_link = links
+                publishing = asyncio.create_task(
+                    self.publisher.run(publishing_link), name="cluster-publisher"
+                )
                 # Either connection breaking takes the other down with it, and readiness.
                 publishing.add_done_callback(inbox.abort)
                 try:
@@ -208,7 +210,7 @@ class ClusterDelivery(LocalDelivery):
         self.rebuild_view()
 
     def rebuild_view(self) -> None:
-        """Rebuild the view in the background (the listener applies what it is sent), unless a
+        """Rebuild the view in the background (`listen` applies what it is sent), unless a
         rebuild is under way."""
         if self.load is not None and (self._rebuilding is None or self._rebuilding.done()):
             self._rebuilding = asyncio.create_task(self._rebuild(self.load), name="cluster-view")
