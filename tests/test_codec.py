@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from signaling.cluster import codec
-from signaling.cluster.nodes import SkipLog
+from signaling.cluster.nodes import inbox_skips
 from signaling.core.messages import (
     Candidate,
     IceCandidate,
@@ -195,7 +195,7 @@ def test_fields_a_newer_node_adds_are_ignored() -> None:
 
 def test_skipped_envelopes_are_logged_a_few_times_not_once_each(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
-    skips = SkipLog(interval=10, clock=lambda: now[0])
+    skips = inbox_skips(interval=10, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="signaling.cluster.nodes"):
         for second in range(30):
             now[0] = float(second)

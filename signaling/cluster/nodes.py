@@ -90,7 +90,11 @@ class ClusterDelivery(LocalDelivery):
         self.load: Callable[[list[str]], Awaitable[int]] | None = None
         # Told of each envelope skipped (metrics), with the reason.
         self.on_skipped: Callable[[str], None] | None = None
-        self._skips = SkipLog()
+        self._skips = inbox_skips()
+        self._losses = SkipLog(
+            "a message for a peer of another node was lost: %s",
+            "%s more messages for peers of other nodes were lost (%s)",
+        )
         self._rebuilding: asyncio.Task[None] | None = None
 
     def inbox(self, node_id: str) -> str:
@@ -143,21 +147,18 @@ class ClusterDelivery(LocalDelivery):
 
     async def _take_slow_lane(self) -> None:
         """Each message published on its channel, or where nobody listens there (or it has no
-        channel), handed to its session. What fails is counted and said once."""
-        lost, why = 0, ""
+        channel), handed to its session (a peer without one is gone, as on one node)."""
         while self._slow_lane:
             channel, envelope = self._slow_lane[0]
             try:
                 if channel is None or not await available(partial(self.client.publish, channel, envelope)):
                     peer_id, message = codec.decode(envelope)
-                    if message is not None and not await super().absent(peer_id, message):
-                        lost += 1
-            except Exception as exc:  # Redis out of reach, most likely: the next ones say so too
-                lost, why = lost + 1, why or str(exc)
+                    if message is not None:
+                        await super().absent(peer_id, message)
+            except Exception as exc:  # Redis out of reach, most likely: said a few times, not each
+                self._losses.skipped(type(exc).__name__, str(exc))
             finally:
                 self._slow_lane.popleft()
-        if lost:
-            log.warning("%d messages for peers of other nodes were lost%s", lost, f": {why}" if why else "")
 
     async def listen(self, ready: asyncio.Event) -> None:
         """Deliver what other nodes publish for this node's peers, and publish for theirs
@@ -291,9 +292,13 @@ class ClusterDelivery(LocalDelivery):
 
 
 class SkipLog:
-    """Skipped envelopes are logged at most once per `interval`: the first at once, then a count."""
+    """Something that may keep happening, logged at most once per `interval`: the first at once
+    (`first`, with its detail), then a count of the others by reason (`more`)."""
 
-    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, first: str, more: str, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.first, self.more = first, more
         self.interval = interval
         self._clock = clock
         self._since: float | None = None
@@ -304,15 +309,20 @@ class SkipLog:
         if self._since is None or now - self._since >= self.interval:
             held_back = ", ".join(f"{reason} {count}" for reason, count in sorted(self._counts.items()))
             if held_back:
-                log.warning(
-                    "node inbox: skipped %s more that it could not read (%s)",
-                    sum(self._counts.values()),
-                    held_back,
-                )
-            log.warning("node inbox: skipped a message it cannot read: %s", detail[:200])
+                log.warning(self.more, sum(self._counts.values()), held_back)
+            log.warning(self.first, detail[:200])
             self._since, self._counts = now, {}
         else:
             self._counts[why] = self._counts.get(why, 0) + 1
+
+
+def inbox_skips(interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> SkipLog:
+    return SkipLog(
+        "node inbox: skipped a message it cannot read: %s",
+        "node inbox: skipped %s more that it could not read (%s)",
+        interval,
+        clock,
+    )
 
 
 class Node:
