@@ -71,6 +71,8 @@ def command(*parts: bytes) -> bytes:
 
 
 class Publisher:
+    """Publishes on other nodes' channels (see above) over the connection `run` is given."""
+
     def __init__(
         self,
         unheard: Callable[[list[bytes]], None],
