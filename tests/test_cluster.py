@@ -404,6 +404,27 @@ async def test_a_nodes_publishing_connection_breaking_takes_its_channels_down_an
     await spy.aclose()
 
 
+async def test_a_burst_across_nodes_arrives_whole_and_in_order_in_few_publishes(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    """200 candidates sent at once: they gather into batches, and bob gets every one, in order."""
+    a, b = await start_nodes(2)
+    alice, bob = await joined_pair(connect, "burst", a.url, b.url)
+    await wait_until(lambda: view_synced(a.url), "a's view")
+    spy = redis.Redis.from_url(redis_server.url)
+    before = await commandstats(spy)
+    candidates = [
+        {**CANDIDATE, "candidate": str(CANDIDATE["candidate"]).replace("candidate:1 ", f"candidate:{n} ")}
+        for n in range(200)
+    ]
+    await asyncio.gather(*(alice.ice_candidate(bob.peer_id or "", c) for c in candidates))
+    received = [(await bob.next("ice-candidate"))["candidate"]["candidate"] for _ in candidates]
+    assert received == [c["candidate"] for c in candidates]
+    publishes = (await commandstats(spy)).get("publish", 0) - before.get("publish", 0)
+    assert 1 <= publishes < 100, publishes
+    await spy.aclose()
+
+
 async def commandstats(client: redis.Redis) -> dict[str, int]:
     stats = await client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
