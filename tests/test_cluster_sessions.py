@@ -11,7 +11,10 @@ from pathlib import Path
 import redis.asyncio as redis
 
 from signaling.client import SignalingClient
+from signaling.cluster import codec
 from signaling.cluster.redis_store import as_text
+from signaling.core.messages import Relayed, SessionDescription
+from signaling.core.store import Route
 from tests.cluster_support import StartNodes, wait_until
 from tests.helpers import SDP_ANSWER, SDP_OFFER, ConnectPeer, joined_pair
 from tests.redis_support import RedisServer
@@ -151,4 +154,27 @@ async def test_a_relay_to_a_node_cut_off_without_a_goodbye_is_kept_once_it_is_re
     reply = await back.resume(bob.session, bob.claims())
     assert reply["resumed"] == "kept"
     assert (await back.next("offer"))["from"] == alice.peer_id
+    await spy.aclose()
+
+
+async def test_what_was_kept_while_a_nodes_channel_was_down_reaches_its_connected_peer(
+    start_nodes: StartNodes, connect: ConnectPeer, redis_server: RedisServer
+) -> None:
+    """A message published on a node's channel while the node reconnects it (nobody listens) is
+    kept in its peer's session; the peer, still connected there, makes no resume to fetch it: the
+    node hands it over once it listens again."""
+    a, b = await start_nodes(2)
+    alice, bob = await joined_pair(connect, "blip", a.url, b.url)
+    alice_id, bob_id = alice.peer_id or "", bob.peer_id or ""
+    spy = redis.Redis.from_url(redis_server.url)
+    # What the session's DELIVER script keeps for bob when nobody listens on b's channel.
+    kept = Relayed(alice_id, bob_id, Route(room="blip"), SessionDescription("offer", SDP_OFFER))
+    await spy.rpush(f"sig:session:{bob_id}:kept", codec.encode(bob_id, kept))
+    name = f"signaling:{b.node_id}:channels"
+    inbox = [c for c in await spy.client_list() if c["name"] == name and c["cmd"] == "subscribe"]
+    assert len(inbox) == 1, inbox
+    await spy.client_kill_filter(_id=inbox[0]["id"])
+    offer = await bob.next("offer")
+    assert offer["from"] == alice_id and offer["sdp"] == SDP_OFFER
+    assert await spy.llen(f"sig:session:{bob_id}:kept") == 0
     await spy.aclose()

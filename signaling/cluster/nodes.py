@@ -77,6 +77,7 @@ class ClusterDelivery(LocalDelivery):
         replica: Replica,
     ) -> None:
         super().__init__(sessions)
+        self.cluster_sessions = sessions
         self.client = client
         self.channel_pool = channel_pool  # opens the connections of `listen`
         self.node_id = node_id
@@ -86,6 +87,7 @@ class ClusterDelivery(LocalDelivery):
         # Messages for peers of other nodes that went wrong on the fast way (see _to_slow_lane).
         self._slow_lane: deque[tuple[str | None, bytes]] = deque()
         self._slow_task: asyncio.Task[None] | None = None
+        self._reclaiming: asyncio.Task[None] | None = None
         # Has Redis send this node's view everything its peers are in (RedisStore.load).
         self.load: Callable[[list[str]], Awaitable[int]] | None = None
         # Told of each envelope skipped (metrics), with the reason.
@@ -173,6 +175,7 @@ class ClusterDelivery(LocalDelivery):
             ready.set()
             pause = RESUBSCRIBE_FIRST
             self.rebuild_view()
+            self._reclaiming = asyncio.create_task(self._reclaim(), name="cluster-reclaim")
 
         while True:
             links: list[channels.Link] = []
@@ -205,6 +208,16 @@ class ClusterDelivery(LocalDelivery):
                 for link in links:
                     with contextlib.suppress(RedisError, OSError):
                         await link.close()
+
+    async def _reclaim(self) -> None:
+        """Deliver what was kept for this node's peers while its channel was not listened on: a
+        message published then, kept for a resume, would wait for one its peer never makes."""
+        try:
+            for peer_id, message in await self.cluster_sessions.reclaim(self.local_peers()):
+                if (sink := self._sinks.get(peer_id)) is not None:
+                    await self.send(sink, peer_id, message)
+        except (SignalingError, RedisError, OSError, codec.Undecodable) as exc:
+            log.warning("node channels: what was kept for this node's peers meanwhile is lost: %s", exc)
 
     def _view_lost(self) -> None:
         self.replica.lost()

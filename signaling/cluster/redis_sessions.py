@@ -246,6 +246,26 @@ return out
 """
 )
 
+# ARGV: prefix, node, peers connected to it. The messages kept for those of them attached there
+# (what DELIVER kept while nobody listened on its channel: it was reconnecting), taken.
+RECLAIM = (
+    COMMON
+    + """
+local out = {}
+for i = 3, #ARGV do
+  local s = k('session', ARGV[i])
+  if redis.call('HGET', s, 'node') == ARGV[2] and redis.call('HGET', s, 'held') == '0' then
+    for _, envelope in ipairs(redis.call('LRANGE', s .. ':kept', 0, -1)) do
+      table.insert(out, envelope)
+    end
+    redis.call('DEL', s .. ':kept')
+    redis.call('HSET', s, 'size', 0)
+  end
+end
+return out
+"""
+)
+
 # ARGV: prefix, node. A node leaving: its held sessions stay held with no home (any node's sweep
 # ends them), off its list.
 DEPART = (
@@ -260,7 +280,19 @@ return redis.call('SCARD', k('node', me, 'peers'))
 """
 )
 
-SCRIPTS = ("OPEN", "HOLD", "DELIVER", "RESUME", "RESTORE", "PLACEHOLDER", "END", "DUE", "ORPHANS", "ATTACHED")
+SCRIPTS = (
+    "OPEN",
+    "HOLD",
+    "DELIVER",
+    "RESUME",
+    "RESTORE",
+    "PLACEHOLDER",
+    "END",
+    "DUE",
+    "ORPHANS",
+    "ATTACHED",
+    "RECLAIM",
+)
 DUE_BATCH = 200
 
 
@@ -353,6 +385,14 @@ class RedisSessions:
 
     async def attached_here(self) -> list[str]:
         return [as_text(peer) for peer in await self._run("ATTACHED", self.node_id)]
+
+    async def reclaim(self, peers: list[str]) -> list[tuple[str, Outbound]]:
+        """What was kept for `peers`, connected here, while this node's channel was not listened
+        on (reconnecting): theirs, since they will not resume (see RECLAIM)."""
+        if not peers:
+            return []
+        taken = [codec.decode(envelope) for envelope in await self._run("RECLAIM", self.node_id, *peers)]
+        return [(peer, message) for peer, message in taken if message is not None]
 
     async def depart(self) -> int:
         """Leave held sessions homeless (any node's sweep ends them); how many peers remain listed."""
