@@ -12,8 +12,9 @@ import redis.asyncio as redis
 
 from signaling.client import SignalingClient
 from signaling.cluster import codec
+from signaling.cluster.redis_sessions import RedisSessions
 from signaling.cluster.redis_store import as_text
-from signaling.core.messages import Relayed, SessionDescription
+from signaling.core.messages import PeerMessage, Relayed, SessionDescription
 from signaling.core.store import Route
 from tests.cluster_support import StartNodes, wait_until
 from tests.helpers import SDP_ANSWER, SDP_OFFER, ConnectPeer, joined_pair
@@ -178,3 +179,22 @@ async def test_what_was_kept_while_a_nodes_channel_was_down_reaches_its_connecte
     assert offer["from"] == alice_id and offer["sdp"] == SDP_OFFER
     assert await spy.llen(f"sig:session:{bob_id}:kept") == 0
     await spy.aclose()
+
+
+async def test_an_attached_session_overflowing_while_its_node_does_not_listen_does_not_end(
+    redis_client: redis.Redis,
+) -> None:
+    """Kept for a peer still connected to a node that is not listening for a moment, more than
+    the buffer holds is dropped, but the session is its connection's: no sweep ends it."""
+    sessions = RedisSessions(redis_client, node_id="n1", grace=30, buffer_bytes=400, prefix="t:")
+    await sessions.open("b")
+    big = Relayed("a", "b", Route(room="r"), PeerMessage(None, "x" * 300))
+    small = Relayed("a", "b", Route(room="r"), PeerMessage(None, 1))
+    assert await sessions.keep("b", big)  # nobody listens on n1's channel: kept
+    assert await sessions.keep("b", big)  # past the buffer: what was kept is dropped
+    assert await sessions.due() == []
+    assert await sessions.reclaim(["b"]) == []  # n1 listening again finds nothing kept...
+    assert await sessions.keep("b", small)  # ...and keeps again from there
+    assert await sessions.reclaim(["b"]) == [("b", small)]
+    await sessions.hold("b")
+    assert (await sessions.resume("b")).found == "kept"

@@ -114,9 +114,11 @@ end
 if redis.call('HGET', s, 'overflow') == '1' then return 1 end
 local size = redis.call('HINCRBY', s, 'size', tonumber(ARGV[4]))
 if size > tonumber(ARGV[5]) then
-  redis.call('HSET', s, 'overflow', '1', 'held', '1')
+  redis.call('HSET', s, 'overflow', '1')
   redis.call('DEL', s .. ':kept')
-  redis.call('ZADD', k('held'), ARGV[6], peer)
+  -- A held session ends at the next sweep. One still attached (its node not listening for a
+  -- moment) stays its connection's: its node clears this when it listens again (RECLAIM).
+  if held == '1' then redis.call('ZADD', k('held'), ARGV[6], peer) end
   return 1
 end
 redis.call('RPUSH', s .. ':kept', ARGV[3])
@@ -260,6 +262,7 @@ for i = 3, #ARGV do
     end
     redis.call('DEL', s .. ':kept')
     redis.call('HSET', s, 'size', 0)
+    redis.call('HDEL', s, 'overflow')
   end
 end
 return out
