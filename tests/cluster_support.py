@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
+from signaling.cluster import channels
 from tests.helpers import free_port
 from tests.redis_support import RedisServer
 
@@ -50,6 +51,13 @@ async def wait_until(check: Callable[[], Awaitable[bool] | bool], what: str, sec
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+async def channel_clients(spy: redis.Redis, node_id: str) -> list[dict[str, str]]:
+    """A node's channel connections as Redis lists them (CLIENT LIST): `cmd` "subscribe" is the
+    one it listens on."""
+    name = channels.client_name(node_id)
+    return [client for client in await spy.client_list() if client["name"] == name]
 
 
 async def start_node(redis_url: str, *extra: str, **env: str) -> NodeProcess:

@@ -49,6 +49,20 @@ async def links(own_redis: RedisServer) -> AsyncIterator[Callable[[], Awaitable[
         await link.close()
 
 
+async def started(publisher: Publisher, link: Link) -> asyncio.Task[None]:
+    """`publisher` running on `link`, connected."""
+    running = asyncio.create_task(publisher.run(link))
+    await wait_until(lambda: publisher.connected, "the publisher")
+    return running
+
+
+async def listening(link: Link, channel: str) -> Inbox:
+    """An Inbox on `channel` whose subscription Redis has confirmed."""
+    inbox = Inbox(link, channel)
+    await asyncio.wait_for(inbox.subscribed.wait(), 5)
+    return inbox
+
+
 class Inbox:
     """A subscription through `channels.subscribe`, with what it received."""
 
@@ -74,12 +88,10 @@ async def test_connect_hands_over_redis_pys_streams(links: Callable[[], Awaitabl
 async def test_what_gathers_while_a_batch_is_out_goes_in_one_publish_in_order(
     own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
 ) -> None:
-    inbox = Inbox(await links(), "to-b")
-    await asyncio.wait_for(inbox.subscribed.wait(), 5)
+    inbox = await listening(await links(), "to-b")
     unheard: list[list[bytes]] = []
     publisher = Publisher(unheard.append, lambda *_: None)
-    running = asyncio.create_task(publisher.run(await links()))
-    await wait_until(lambda: publisher.connected, "the publisher")
+    running = await started(publisher, await links())
     spy = redis.Redis.from_url(own_redis.url)
     before = (await spy.info("commandstats")).get("cmdstat_publish", {}).get("calls", 0)
 
@@ -105,8 +117,7 @@ async def test_drained_waits_for_what_was_posted_before_not_after(
     links: Callable[[], Awaitable[Link]],
 ) -> None:
     publisher = Publisher(lambda _: None, lambda *_: None)
-    running = asyncio.create_task(publisher.run(await links()))
-    await wait_until(lambda: publisher.connected, "the publisher")
+    running = await started(publisher, await links())
     publisher.post("to-b", b"out")
     await asyncio.sleep(0)
     publisher.post("to-b", b"waiting")
@@ -124,12 +135,10 @@ async def test_drained_waits_for_what_was_posted_before_not_after(
 async def test_what_waits_behind_a_publish_nobody_heard_goes_with_it(
     links: Callable[[], Awaitable[Link]],
 ) -> None:
-    inbox = Inbox(await links(), "to-b")
-    await asyncio.wait_for(inbox.subscribed.wait(), 5)
+    inbox = await listening(await links(), "to-b")
     unheard: list[list[bytes]] = []
     publisher = Publisher(unheard.append, lambda *_: None)
-    running = asyncio.create_task(publisher.run(await links()))
-    await wait_until(lambda: publisher.connected, "the publisher")
+    running = await started(publisher, await links())
     publisher.post("gone", b"first")
     await asyncio.sleep(0)
     publisher.post("gone", b"second")  # sent on, it could overtake the first on its new way
@@ -148,8 +157,7 @@ async def test_a_broken_connection_ends_the_run_and_refuses_posts(
     with pytest.raises(SignalingError) as refused:
         publisher.post("to-b", b"before any connection")
     assert refused.value.code == ErrorCode.SERVICE_UNAVAILABLE
-    running = asyncio.create_task(publisher.run(await links()))
-    await wait_until(lambda: publisher.connected, "the publisher")
+    running = await started(publisher, await links())
     own_redis.stop()
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(running, 5)
@@ -162,8 +170,7 @@ async def test_a_redis_that_stops_answering_is_given_up_on(
     own_redis: RedisServer, links: Callable[[], Awaitable[Link]]
 ) -> None:
     publisher = Publisher(lambda _: None, lambda *_: None, reply_timeout=0.4)
-    running = asyncio.create_task(publisher.run(await links()))
-    await wait_until(lambda: publisher.connected, "the publisher")
+    running = await started(publisher, await links())
     assert own_redis.process is not None
     os.kill(own_redis.process.pid, signal.SIGSTOP)  # the connection stays up; nothing answers
     publisher.post("to-b", b"into the void")
@@ -177,8 +184,7 @@ async def test_what_was_not_written_when_the_connection_broke_is_handed_back(
 ) -> None:
     unsent: list[tuple[str, list[bytes]]] = []
     publisher = Publisher(lambda _: None, lambda channel, envelopes: unsent.append((channel, envelopes)))
-    running = asyncio.create_task(publisher.run(await links()))
-    await wait_until(lambda: publisher.connected, "the publisher")
+    running = await started(publisher, await links())
     assert own_redis.process is not None
     os.kill(own_redis.process.pid, signal.SIGSTOP)  # the first batch goes out and is never answered
     publisher.post("to-b", b"written")
@@ -194,8 +200,7 @@ async def test_what_was_not_written_when_the_connection_broke_is_handed_back(
 async def test_a_reply_to_nothing_sent_breaks_the_connection(links: Callable[[], Awaitable[Link]]) -> None:
     publisher = Publisher(lambda _: None, lambda *_: None)
     link = await links()
-    running = asyncio.create_task(publisher.run(link))
-    await wait_until(lambda: publisher.connected, "the publisher")
+    running = await started(publisher, link)
     link.writer.write(channels.command(b"PING"))  # a reply the publisher did not ask for
     with pytest.raises(ConnectionError, match="never sent"):
         await asyncio.wait_for(running, 5)

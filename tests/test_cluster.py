@@ -16,7 +16,7 @@ from signaling.client import RequestFailed, SignalingClient
 from signaling.cluster.redis_store import RedisStore
 from signaling.core import peers
 from tests.antmedia_client import AntMediaClient
-from tests.cluster_support import LEASE_SECONDS, StartNodes, get_json, wait_until
+from tests.cluster_support import LEASE_SECONDS, StartNodes, channel_clients, get_json, wait_until
 from tests.conftest import ConnectAntMedia
 from tests.helpers import CANDIDATE, SDP_ANSWER, SDP_OFFER, ConnectPeer, joined_pair
 from tests.redis_support import RedisServer
@@ -383,14 +383,13 @@ async def test_a_nodes_publishing_connection_breaking_takes_its_channels_down_an
     alice, bob = await joined_pair(connect, "snapped", a.url, b.url)
     await wait_until(lambda: view_synced(a.url), "a's view")
     spy = redis.Redis.from_url(redis_server.url)
-    name = f"signaling:{a.node_id}:channels"
-    clients = [c for c in await spy.client_list() if c["name"] == name]
+    clients = await channel_clients(spy, a.node_id)
     assert len(clients) == 2 and any(c["cmd"] == "subscribe" for c in clients), clients
     publishing = next(c for c in clients if c["cmd"] != "subscribe")
     await spy.client_kill_filter(_id=publishing["id"])
 
     async def reconnected() -> bool:
-        fresh = {c["id"] for c in await spy.client_list() if c["name"] == name}
+        fresh = {c["id"] for c in await channel_clients(spy, a.node_id)}
         return len(fresh) == 2 and not fresh & {c["id"] for c in clients}
 
     await wait_until(reconnected, "both of a's channel connections opened again")

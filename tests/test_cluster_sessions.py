@@ -16,7 +16,7 @@ from signaling.cluster.redis_sessions import RedisSessions
 from signaling.cluster.redis_store import as_text
 from signaling.core.messages import PeerMessage, Relayed, SessionDescription
 from signaling.core.store import Route
-from tests.cluster_support import StartNodes, wait_until
+from tests.cluster_support import StartNodes, channel_clients, wait_until
 from tests.helpers import SDP_ANSWER, SDP_OFFER, ConnectPeer, joined_pair
 from tests.redis_support import RedisServer
 
@@ -171,8 +171,7 @@ async def test_what_was_kept_while_a_nodes_channel_was_down_reaches_its_connecte
     # What the session's DELIVER script keeps for bob when nobody listens on b's channel.
     kept = Relayed(alice_id, bob_id, Route(room="blip"), SessionDescription("offer", SDP_OFFER))
     await spy.rpush(f"sig:session:{bob_id}:kept", codec.encode(bob_id, kept))
-    name = f"signaling:{b.node_id}:channels"
-    inbox = [c for c in await spy.client_list() if c["name"] == name and c["cmd"] == "subscribe"]
+    inbox = [c for c in await channel_clients(spy, b.node_id) if c["cmd"] == "subscribe"]
     assert len(inbox) == 1, inbox
     await spy.client_kill_filter(_id=inbox[0]["id"])
     offer = await bob.next("offer")

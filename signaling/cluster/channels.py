@@ -66,6 +66,11 @@ async def connect(pool: ConnectionPool) -> Link:
     return Link(connection)
 
 
+def client_name(node_id: str) -> str:
+    """The name a node's channel connections go by in CLIENT LIST."""
+    return f"signaling:{node_id}:channels"
+
+
 def command(*parts: bytes) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
 

@@ -535,10 +535,9 @@ class Cluster:
         )
         self.client = redis.Redis(connection_pool=pool)
         self.node_id = new_node_id()
-        # Each of its connections is opened once and then spoken to directly (see channels);
-        # named, for CLIENT LIST.
+        # Each of its connections is opened once and then spoken to directly (see channels).
         channel_pool = ConnectionPool.from_url(
-            url, socket_connect_timeout=5, client_name=f"signaling:{self.node_id}:channels"
+            url, socket_connect_timeout=5, client_name=channels.client_name(self.node_id)
         )
         replica = Replica(self.node_id)
         self.sessions = RedisSessions(
