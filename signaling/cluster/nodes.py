@@ -83,7 +83,7 @@ class ClusterDelivery(LocalDelivery):
         self.node_id = node_id
         self.prefix = prefix
         self.replica = replica
-        self.publisher = Publisher(self._unheard, self._unsent)
+        self.publisher = Publisher(partial(self._handed_back, None), self._handed_back)
         # Messages for peers of other nodes that went wrong on the fast way (see _to_slow_lane).
         self._slow_lane: deque[tuple[str | None, bytes]] = deque()
         self._slow_task: asyncio.Task[None] | None = None
@@ -109,7 +109,7 @@ class ClusterDelivery(LocalDelivery):
             if self._slow_lane:  # behind what waits there: one sender's messages stay in order
                 return self._queue_in_slow_lane(channel, envelope)
             if self.publisher.connected:
-                self.publisher.post(channel, envelope)  # where nobody listens: `_unheard`
+                self.publisher.post(channel, envelope)  # where nobody listens: `_handed_back`
                 return True
             # Between connections (or stopping): published the slow way, counted at once.
             if await available(partial(self.client.publish, channel, envelope)):
@@ -126,15 +126,11 @@ class ClusterDelivery(LocalDelivery):
             raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "Redis is not keeping up; try again shortly")
         return True
 
-    def _unheard(self, envelopes: list[bytes]) -> None:
-        """Published where nobody listens (their node is gone): their sessions decide."""
-        if not self._to_slow_lane([(None, envelope) for envelope in envelopes]):
-            log.warning("%d messages for peers of a node that is gone were lost", len(envelopes))
-
-    def _unsent(self, channel: str, envelopes: list[bytes]) -> None:
-        """Not written before the connection broke: published the slow way."""
+    def _handed_back(self, channel: str | None, envelopes: list[bytes]) -> None:
+        """What the publisher could not send: on `channel` the slow way (not written before its
+        connection broke), or with no channel to their sessions (nobody listened there)."""
         if not self._to_slow_lane([(channel, envelope) for envelope in envelopes]):
-            log.warning("%d messages for peers of another node were lost", len(envelopes))
+            log.warning("%d messages for peers of other nodes were lost", len(envelopes))
 
     def _to_slow_lane(self, entries: list[tuple[str | None, bytes]]) -> bool:
         """Queue messages to be taken through redis-py one at a time, in order
