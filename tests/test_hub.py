@@ -92,6 +92,18 @@ async def test_refused_relay_delivers_nothing() -> None:
     assert sinks["a"].messages == [] and sinks["b"].messages == []
 
 
+async def test_a_connect_whose_session_cannot_be_opened_leaves_nothing_behind() -> None:
+    class Unreachable(MemorySessions):
+        async def open(self, peer_id: str, resumable: bool = True) -> None:
+            raise SignalingError(ErrorCode.SERVICE_UNAVAILABLE, "the store is out of reach")
+
+    delivery = LocalDelivery(Unreachable(grace=0, buffer_bytes=65536))
+    hub = Hub(MemoryStore(), delivery, room_capacity=3)
+    with pytest.raises(SignalingError):
+        await hub.connect("alice", Recorder())
+    assert not delivery.holds("alice") and delivery.connected() == 0
+
+
 async def test_leave_and_disconnect_reasons() -> None:
     hub, sinks = await make_hub("a", "b", "c")
     for peer in "abc":

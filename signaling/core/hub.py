@@ -208,8 +208,14 @@ class Hub:
         return rooms, [stream_name(k) for k in published], [stream_name(k) for k in played]
 
     async def connect(self, peer_id: str, sink: Sink, *, resumable: bool = True) -> None:
+        """Raises SignalingError when the session cannot be opened (the cluster's store out of
+        reach), leaving nothing behind."""
         self.delivery.attach(peer_id, sink)
-        await self.sessions.open(peer_id, resumable)
+        try:
+            await self.sessions.open(peer_id, resumable)
+        except BaseException:
+            self.delivery.detach(peer_id)
+            raise
 
     async def dropped(self, peer_id: str) -> bool:
         """The peer's connection is gone without a goodbye: hold its session for the grace
