@@ -44,6 +44,7 @@ SWEEP_INTERVAL = 1.0  # seconds between looks for held sessions whose grace is o
 
 HUB = web.AppKey("hub", Hub)
 SOCKETIO = web.AppKey("socketio", SignalingServer)
+ANTMEDIA = web.AppKey("antmedia", AntMediaTransport)
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 TCP_CONNECTIONS = web.AppKey("tcp_connections", TcpConnections)
 GUARD = web.AppKey("guard", Guard)
@@ -285,7 +286,6 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         limits=settings.limits,
         max_message_bytes=settings.max_message_bytes,
         max_unread=settings.max_unread_bytes,
-        heartbeat=settings.ping_interval,
         idle_timeout=settings.antmedia_idle_timeout,
         guard=guard,
         allowed_origins=settings.cors_allowed_origins,
@@ -294,12 +294,14 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
 
     app[HUB] = hub
     app[SOCKETIO] = sio
+    app[ANTMEDIA] = antmedia
     sio.attach(app)
     app.on_startup.append(lambda _: _started(sio))
     app.on_shutdown.append(lambda _: _draining(hub))
-    # socket.io's WebSockets are no longer aiohttp's once open (see WebSocketLink): their ends are
+    # WebSockets are no longer aiohttp's once open (see WebSocketLink): their ends are
     # waited for here, before the app cleans up.
     app.on_shutdown.append(lambda _: sio.close_links(settings.drain_timeout))
+    app.on_shutdown.append(lambda _: antmedia.close_links(settings.drain_timeout))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     cluster = app.get(CLUSTER)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from signaling.core.hub import Hub
     from signaling.core.store import MemoryStore, Store
     from signaling.settings import Settings
+    from signaling.transports.antmedia import AntMediaTransport
     from signaling.transports.engine import SignalingServer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,6 +60,12 @@ class RunningServer:
         from signaling.server import SOCKETIO
 
         return self.app[SOCKETIO]
+
+    @property
+    def antmedia(self) -> AntMediaTransport:
+        from signaling.server import ANTMEDIA
+
+        return self.app[ANTMEDIA]
 
     @property
     def store(self) -> MemoryStore:

@@ -212,26 +212,23 @@ class _Transport:
 class _SlowSession:
     """Handles a message only when let go, like a handler waiting on Redis."""
 
-    sid = "slow"
-
-    class server:
-        max_http_buffer_size = 1 << 20
+    label = "slow"
 
     def __init__(self) -> None:
         self.go = asyncio.Event()
         self.handled: list[str | bytes] = []
 
-    async def _websocket_message(self, link: Any, data: str | bytes) -> None:
+    async def link_message(self, link: Any, data: str | bytes) -> None:
         await self.go.wait()
         self.handled.append(data)
 
-    async def _websocket_ended(self, link: Any) -> None:
+    async def link_ended(self, link: Any) -> None:
         pass
 
 
 async def test_a_link_stops_reading_while_too_much_waits_to_be_handled() -> None:
     transport, session = _Transport(), _SlowSession()
-    link = WebSocketLink(session, transport, Links())  # type: ignore[arg-type]
+    link = WebSocketLink(session, transport, Links(), 1 << 20)  # type: ignore[arg-type]
     # Empty messages count too: a flood of them cannot pile up unread either.
     for _ in range(INBOX_LIMIT // MESSAGE_OVERHEAD + 1):
         link.data_received(frame(b""))

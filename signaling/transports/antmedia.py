@@ -9,7 +9,6 @@ between the two protocols is written once, in those three tables.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from functools import partial
 from typing import Any, Literal
 
 import orjson
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from signaling.core.errors import ErrorCode, SignalingError
 from signaling.core.hub import Hub
@@ -44,8 +43,9 @@ from signaling.core.store import Route
 from signaling.security.guard import Guard, Session
 from signaling.security.turn import IceServers
 from signaling.transports.antmedia_schemas import build_command_schemas
+from signaling.transports.engine import Links, WebSocketLink, check_handshake, detached
 from signaling.transports.events import Event, Pipeline
-from signaling.transports.frames import FrameWriter, close_websocket
+from signaling.transports.frames import FrameWriter
 
 log = logging.getLogger(__name__)
 
@@ -165,33 +165,52 @@ Command = Message | Close
 
 
 class AntMediaPeer:
-    """One Ant Media WebSocket connection: a peer of the core, and the sink for its messages.
+    """One Ant Media WebSocket connection: a peer of the core, the sink for its messages, and the
+    owner of its WebSocketLink (signaling.transports.engine), which hands it what the client sends.
 
-    What other peers send it is written to its connection on the spot (see signaling.transports.frames): a
-    client that stops reading is cut off, and never makes the peer that sent it something wait.
-    Replies to its own commands wait for it to read them, which slows only its own loop.
+    Everything it is sent, replies to its own commands included, is written to its connection on
+    the spot (see signaling.transports.frames): a client that stops reading is cut off, and never
+    makes anyone wait. What it sends is handled one message at a time, in order; while 128 KiB of
+    it waits to be handled, its connection is not read.
     """
 
-    def __init__(
-        self,
-        peer_id: str,
-        ws: web.WebSocketResponse,
-        transport: asyncio.Transport | None,
-        max_unread: int,
-    ) -> None:
+    # One per connection, for the connection's whole life.
+    __slots__ = (
+        "_transport",
+        "_writer",
+        "address",
+        "heard",
+        "ice_expires_at",
+        "link",
+        "peer_id",
+        "rooms",
+        "session",
+        "watchdog",
+    )
+
+    def __init__(self, transport: AntMediaTransport, peer_id: str, session: Session, address: str) -> None:
+        self._transport = transport
         self.peer_id = peer_id
-        self.ws = ws
+        self.session = session
+        self.address = address
         self.rooms: dict[str, Membership] = {}
-        self.session: Session | None = None
         self.ice_expires_at: float | None = None
         self.heard = 0.0  # the event loop's time of the last frame it sent
         self.watchdog: asyncio.TimerHandle | None = None  # see AntMediaTransport._check_quiet
-        self._writer = FrameWriter(ws, transport, max_unread, f"peer={peer_id}")
-        self._closing: asyncio.Task[None] | None = None
+        self.link: WebSocketLink | None = None
+        self._writer: FrameWriter | None = None
+
+    def attach(self, link: WebSocketLink, max_unread: int) -> None:
+        self.link = link
+        self._writer = FrameWriter(link, link.transport, max_unread, self.label)
+
+    @property
+    def label(self) -> str:
+        return f"peer={self.peer_id}"
 
     @property
     def user(self) -> str:
-        return self.session.user(self.peer_id) if self.session is not None else self.peer_id
+        return self.session.user(self.peer_id)
 
     def mode(self, room: str) -> str | None:
         membership = self.rooms.get(room)
@@ -200,7 +219,7 @@ class AntMediaPeer:
     @property
     def closing(self) -> bool:
         """Being sent away (or gone): what it sends from now on is not handled."""
-        return self._closing is not None or self.ws.closed
+        return self.link is None or self.link.closed
 
     async def send(self, message: Outbound) -> None:
         for command in RENDERERS[type(message)](self, message):
@@ -209,23 +228,15 @@ class AntMediaPeer:
     def write(self, command: Command) -> None:
         """Write a command now, or close after what was written if it is a Close."""
         if isinstance(command, Close):
-            if not self.closing:
-                closing = close_websocket(self.ws, self._writer.transport, command.code, command.reason)
-                self._closing = asyncio.get_running_loop().create_task(closing)
-        elif self._closing is None:
+            if self.link is not None:
+                self.link.close(command.code, command.reason)
+        elif self._writer is not None:
             self._writer.write(orjson.dumps(command))
-
-    async def reply(self, command: Message) -> None:
-        """Write a reply to this peer's own command; waits while the client has not read earlier
-        ones, so a client sending faster than it reads slows its own loop and nobody else."""
-        if self.closing:
-            return
-        with contextlib.suppress(ConnectionError):
-            await self.ws.send_frame(orjson.dumps(command), WSMsgType.TEXT)
 
     def abort(self) -> None:
         """Cut the connection without a goodbye: the client is gone and would not read one."""
-        self._writer.abort()
+        if self._writer is not None:
+            self._writer.abort()
 
     async def evict(self, reason: str) -> None:
         # Ant Media's SDK reconnects when told the server is going away.
@@ -235,11 +246,18 @@ class AntMediaPeer:
     async def moved(self) -> None:
         await self.evict("the session moved to another node")  # (Ant Media sessions never resume)
 
-    async def close(self) -> None:
-        """Called once the connection is gone: lets a close that was started finish."""
-        if self._closing is not None:
-            with contextlib.suppress(ConnectionError):
-                await self._closing
+    # LinkOwner
+
+    async def link_message(self, link: WebSocketLink, data: str | bytes) -> None:
+        await self._transport.received(self, data)
+
+    async def link_ended(self, link: WebSocketLink) -> None:
+        await self._transport.ended(self)
+
+
+def _refused(address: str, error: SignalingError, status: int) -> web.Response:
+    log.warning("connection from %s refused: %s", address, error.message, extra={"code": error.code})
+    return web.json_response(error.to_dict(), status=status)
 
 
 def _stream_of(route: Route) -> str:
@@ -348,7 +366,6 @@ class AntMediaTransport:
         limits: Limits,
         max_message_bytes: int,
         max_unread: int,
-        heartbeat: float,
         idle_timeout: float,
         guard: Guard,
         allowed_origins: str | list[str],
@@ -359,10 +376,10 @@ class AntMediaTransport:
         self._allowed_origins = allowed_origins
         self._max_message_bytes = max_message_bytes
         self._max_unread = max_unread
-        self._heartbeat = heartbeat
         self._idle_timeout = idle_timeout
         self._ice = ice
         self._peers: dict[str, AntMediaPeer] = {}
+        self.links = Links()  # every connection's WebSocket, until its end is handled
         self._commands = Pipeline(self, self.COMMANDS, build_command_schemas(limits), guard, self._flooded)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -382,75 +399,79 @@ class AntMediaTransport:
         try:
             self._guard.reserve(address, "antmedia")
         except SignalingError as error:
-            log.warning("connection from %s refused: %s", address, error.message, extra={"code": error.code})
-            return web.json_response(error.to_dict(), status=429)
+            return _refused(address, error, 429)
         try:
             # The SDKs may put the token on the URL; each command may also carry one.
             session = self._guard.open(address, "antmedia", request.query.get("token"))
         except SignalingError as error:
             self._guard.release(address)
-            log.warning("connection from %s refused: %s", address, error.message, extra={"code": error.code})
-            return web.json_response(error.to_dict(), status=401)
+            return _refused(address, error, 401)
         except BaseException:
             self._guard.release(address)  # the slot, whatever failed
             raise
         try:
-            return await self._serve(request, session)
-        finally:
+            await check_handshake(request)
+            peer = AntMediaPeer(
+                self, self._hub.peer_id(f"{NOT_RESUMABLE}{secrets.token_urlsafe(12)}"), session, address
+            )
+            await self._hub.connect(peer.peer_id, peer, resumable=False)  # the SDKs cannot resume
+        except BaseException as failure:
             self._guard.close(session)
             self._guard.release(address)
-
-    async def _serve(self, request: web.Request, session: Session) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(
-            max_msg_size=self._max_message_bytes, heartbeat=self._heartbeat, compress=False
-        )
-        await ws.prepare(request)
-        peer = AntMediaPeer(
-            self._hub.peer_id(f"{NOT_RESUMABLE}{secrets.token_urlsafe(12)}"),
-            ws,
-            request.transport,
-            self._max_unread,
-        )
+            if isinstance(failure, SignalingError):  # the cluster's store out of reach, say
+                return _refused(address, failure, 503)
+            raise
+        # From here on the connection is the link's, and its end (`ended`) undoes all of the above.
+        link = WebSocketLink.take_over(request, peer, self.links, self._max_message_bytes)
+        peer.attach(link, self._max_unread)
         log.info(
             "peer=%s connected from %s (app %s)",
             peer.peer_id,
-            request.remote,
+            address,
             request.match_info.get("app", "client"),
         )
-        peer.session = session
         self._peers[peer.peer_id] = peer
-        await self._hub.connect(peer.peer_id, peer, resumable=False)  # the SDKs cannot resume
         self._guard.watch_expiry(
             session, partial(self._hub.expire, peer.peer_id), partial(self._withdraw, peer, session)
         )
         loop = asyncio.get_running_loop()
         peer.heard = loop.time()
         peer.watchdog = loop.call_at(peer.heard + self._idle_timeout, self._check_quiet, peer)
+        return detached()
+
+    async def received(self, peer: AntMediaPeer, data: str | bytes) -> None:
+        """One message from the peer's connection (one at a time, in order)."""
+        peer.heard = asyncio.get_running_loop().time()
+        if peer.closing:
+            return  # sent away: what it sent meanwhile is not handled
+        if isinstance(data, str):
+            replies = await self.dispatch(peer, data, peer.session)
+        else:
+            try:
+                self._commands.admit(peer, peer.session, "control")  # garbage counts too
+                refusal: SignalingError = BINARY_REFUSAL
+            except SignalingError as error:
+                refusal = error
+            replies = [self._refuse(peer, None, refusal)]
+        for reply in replies:
+            peer.write(reply)
+
+    async def ended(self, peer: AntMediaPeer) -> None:
+        """The peer's connection is gone: it leaves everything, without a reply."""
+        if peer.watchdog is not None:
+            peer.watchdog.cancel()
+            peer.watchdog = None
+        log.info("peer=%s disconnected", peer.peer_id)
+        self._peers.pop(peer.peer_id, None)
         try:
-            async for frame in ws:
-                peer.heard = loop.time()
-                if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY) or peer.closing:
-                    break  # closed or failed; or sent away, and what it sent meanwhile is not handled
-                if frame.type == WSMsgType.TEXT:
-                    replies = await self.dispatch(peer, frame.data, session)
-                else:
-                    try:
-                        self._commands.admit(peer, session, "control")  # garbage counts too
-                        refusal: SignalingError = BINARY_REFUSAL
-                    except SignalingError as error:
-                        refusal = error
-                    replies = [self._refuse(peer, None, refusal)]
-                for reply in replies:
-                    await peer.reply(reply)
-        finally:
-            if peer.watchdog is not None:
-                peer.watchdog.cancel()
-            # A closed socket counts as leaving everything, without a reply.
-            log.info("peer=%s disconnected (close code %s)", peer.peer_id, ws.close_code)
-            self._peers.pop(peer.peer_id, None)
             await self._hub.disconnect(peer.peer_id)
-            await peer.close()
-        return ws
+        finally:
+            self._guard.close(peer.session)
+            self._guard.release(peer.address)
+
+    async def close_links(self, timeout: float) -> None:
+        """Shutting down: cut off every connection still open (see Links.cut_off)."""
+        await self.links.cut_off(timeout)
 
     def _check_quiet(self, peer: AntMediaPeer) -> None:
         """The SDK pings every 3 s: a connection quiet for the idle timeout has gone without a

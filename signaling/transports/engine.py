@@ -9,9 +9,10 @@ module.
   to the transport on the spot, in the order `send` is called (see signaling.transports.frames
   for the cap on what a client leaves unread). It also fixes engine.io's long-polling edge
   cases (see its methods).
-- `WebSocketLink`: a session's WebSocket once its handshake is answered, taken out of aiohttp's
-  request handling (which holds a request, tasks and a dozen coroutine frames for a WebSocket's
-  whole life): it reads frames in protocol callbacks and runs a task only while it has messages.
+- `WebSocketLink`: a WebSocket once its handshake is answered (an engine.io session's, or an Ant
+  Media connection's: see `LinkOwner`), taken out of aiohttp's request handling (which holds a
+  request, tasks and a dozen coroutine frames for a WebSocket's whole life): it reads frames in
+  protocol callbacks and runs a task only while it has messages.
 - `Pinger`: engine.io's heartbeat for all of a server's sessions, instead of a task per session.
 - `SignalingServer`: python-socketio's server, decoding client packets itself and handing every
   event to one dispatcher.
@@ -34,7 +35,8 @@ import re
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, cast
+from functools import partial
+from typing import Any, Protocol, cast
 
 import socketio
 from aiohttp import WSCloseCode, web
@@ -70,21 +72,34 @@ class DirectWebSocket:
         # engine.io's copy of every header: nothing reads it once this driver is called (our
         # socket.io server keeps what it needs in its own slim environ: see _handle_eio_connect).
         environ.clear()
-        handshake = web.WebSocketResponse(compress=False)
-        if not handshake.can_prepare(request):
-            await handshake.prepare(request)  # raises aiohttp's 400 for a bad handshake
+        await check_handshake(request)
         self._request = request
         try:
             await self.handler(self)  # the session's _websocket_handler: accepts, or not
         finally:
             self._request = None
-        return _Detached() if self.accepted else web.Response(status=400, text="the upgrade is refused")
+        return detached() if self.accepted else web.Response(status=400, text="the upgrade is refused")
 
     def accept(self, socket: DirectSocket) -> WebSocketLink:
         """Answer the handshake, and take the connection out of aiohttp's hands."""
         assert self._request is not None and not self.accepted
         self.accepted = True
-        return WebSocketLink.take_over(self._request, socket)
+        return WebSocketLink.take_over(
+            self._request, socket, socket.links, socket.server.max_http_buffer_size
+        )
+
+
+async def check_handshake(request: web.Request) -> None:
+    """Raises aiohttp's 400 for a request that is not a WebSocket handshake (what it checks before
+    answering one); returns for one that is, leaving it unanswered for `WebSocketLink.take_over`."""
+    handshake = web.WebSocketResponse(compress=False)
+    if not handshake.can_prepare(request):
+        await handshake.prepare(request)
+
+
+def detached() -> web.StreamResponse:
+    """What an aiohttp handler returns once `WebSocketLink.take_over` has its connection."""
+    return _Detached()
 
 
 class _Detached(web.StreamResponse):
@@ -143,11 +158,32 @@ class Links:
             self._none = asyncio.Event()
             await self._none.wait()
 
+    async def cut_off(self, timeout: float) -> None:
+        """Shutting down: cut off every connection still open, and wait at most `timeout` for
+        their owners to have handled the ends (what a disconnect does in the hub)."""
+        for link in self:
+            link.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.gone()
+
+
+class LinkOwner(Protocol):
+    """Whom a WebSocketLink hands its messages to: an engine.io session (DirectSocket) or an Ant
+    Media connection (signaling.transports.antmedia.AntMediaPeer)."""
+
+    @property
+    def label(self) -> str: ...  # who it is, for log lines: "eio_sid=...", "peer=..."
+
+    async def link_message(self, link: WebSocketLink, data: str | bytes) -> None: ...
+
+    async def link_ended(self, link: WebSocketLink) -> None: ...
+
 
 class WebSocketLink(asyncio.Protocol):
-    """One engine.io WebSocket, once its handshake is answered: the connection's protocol, reading
-    frames as they arrive (RFC 6455: fragments, control frames, the closing handshake, message
-    size, UTF-8) and handing each message to its session.
+    """One WebSocket, once its handshake is answered: the connection's protocol, reading frames as
+    they arrive (RFC 6455: fragments, control frames, the closing handshake, message size, UTF-8)
+    and handing each message to its owner.
 
     In aiohttp, a WebSocket is a request that never ends: its request, headers, handler tasks and
     a dozen suspended coroutine frames (aiohttp's, the middleware's, engine.io's) are held for the
@@ -165,21 +201,23 @@ class WebSocketLink(asyncio.Protocol):
         "_links",
         "_max_size",
         "_need",
+        "_owner",
         "_paused",
         "_pending",
         "_skip",
-        "_socket",
         "_task",
         "_timer",
         "closed",
         "transport",
     )
 
-    def __init__(self, socket: DirectSocket, transport: asyncio.Transport, links: Links) -> None:
-        self._socket: DirectSocket | None = socket
+    def __init__(
+        self, owner: LinkOwner, transport: asyncio.Transport | None, links: Links, max_size: int
+    ) -> None:
+        self._owner: LinkOwner | None = owner  # until the end is handed to it
         self.transport: asyncio.Transport | None = transport
         self._links = links
-        self._max_size: int = socket.server.max_http_buffer_size
+        self._max_size = max_size  # bytes of a message, past which the connection is closed (1009)
         self._context = contextvars.copy_context()
         self._pending: bytearray | None = None  # the start of a frame not yet whole
         self._need = 0  # bytes of _pending needed before parsing it again
@@ -194,17 +232,20 @@ class WebSocketLink(asyncio.Protocol):
         self.closed = False  # the closing handshake has begun, or the connection is gone
 
     @classmethod
-    def take_over(cls, request: web.Request, socket: DirectSocket) -> WebSocketLink:
-        """Answer `request`'s (checked) handshake and become its connection's protocol; aiohttp is
-        left as if the connection were lost, so that its request handling ends when this request
-        returns, writing and closing nothing (see _Detached)."""
+    def take_over(cls, request: web.Request, owner: LinkOwner, links: Links, max_size: int) -> WebSocketLink:
+        """Answer `request`'s (checked: `check_handshake`) handshake and become its connection's
+        protocol; aiohttp is left as if the connection were lost, so that its request handling
+        ends when this request returns, writing and closing nothing (see `detached`). A connection
+        already gone ends the link at once: its owner hears of it as of any other end."""
         protocol = request.protocol
         transport = request.transport
-        assert transport is not None
         key = request.headers["Sec-WebSocket-Key"].encode()
         accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
-        links = socket.links
-        link = cls(socket, transport, links)
+        link = cls(owner, transport, links, max_size)
+        if transport is None or transport.is_closing():
+            links.add(link)
+            link.connection_lost(None)
+            return link
         current = transport.get_protocol()
         if current is protocol:
             transport.set_protocol(link)
@@ -365,13 +406,13 @@ class WebSocketLink(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def close(self, code: int = WSCloseCode.OK) -> None:
+    def close(self, code: int = WSCloseCode.OK, reason: bytes = b"") -> None:
         """Begin the closing handshake: a client that has not answered within CLOSE_TIMEOUT (or
         does not read what it is sent) is cut off."""
         if self.closed:
             return
         self.closed = True
-        self._write(frames.frame(_CLOSE_CODE.pack(code), frames.FIN_CLOSE))
+        self._write(frames.frame(_CLOSE_CODE.pack(code) + reason[:123], frames.FIN_CLOSE))
         self._arm(frames.CLOSE_TIMEOUT, self.abort)
 
     def _close_received(self) -> None:
@@ -382,7 +423,7 @@ class WebSocketLink(asyncio.Protocol):
 
     def _fail(self, code: int) -> None:
         """A frame this server does not take: the close frame says why, and the connection ends."""
-        log.debug("eio_sid=%s broke the WebSocket protocol (%d); closing", self._sid(), code)
+        log.debug("%s broke the WebSocket protocol (%d); closing", self._label(), code)
         if not self.closed:
             self.closed = True
             self._write(frames.frame(_CLOSE_CODE.pack(code), frames.FIN_CLOSE))
@@ -405,21 +446,22 @@ class WebSocketLink(asyncio.Protocol):
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(delay, callback)
 
-    def expect_upgrade(self, timeout: float) -> None:
-        self._arm(timeout, self._upgrade_late)
+    def expect_upgrade(self, timeout: float, late: Callable[[], None]) -> None:
+        """Call `late` unless `upgraded` is called within `timeout` (and the link has not ended)."""
+        self._arm(timeout, partial(self._upgrade_late, late))
 
-    def _upgrade_late(self) -> None:
+    def _upgrade_late(self, late: Callable[[], None]) -> None:
         self._timer = None
-        if self._socket is not None:
-            self._socket._upgrade_failed(self, late=True)
+        if self._owner is not None:
+            late()
 
     def upgraded(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _sid(self) -> str | None:
-        return self._socket.sid if self._socket is not None else None
+    def _label(self) -> str:
+        return self._owner.label if self._owner is not None else "a WebSocket that has ended"
 
     # Messages, handled one at a time in a task that lives only while there are some.
 
@@ -446,15 +488,15 @@ class WebSocketLink(asyncio.Protocol):
             self._task = None
 
     async def _handle_one(self, item: Any) -> None:
-        socket = self._socket
-        if socket is None:
+        owner = self._owner
+        if owner is None:
             return
         if item is _END:
-            self._socket = None
+            self._owner = None
             try:
-                await socket._websocket_ended(self)
+                await owner.link_ended(self)
             except Exception:
-                log.exception("eio_sid=%s closing failed", socket.sid)
+                log.exception("%s closing failed", owner.label)
             finally:
                 self._links.discard(self)
             return
@@ -465,9 +507,9 @@ class WebSocketLink(asyncio.Protocol):
         try:
             # What arrived before the closing handshake began is handled (unless the session
             # ended meanwhile: the session knows), in order.
-            await socket._websocket_message(self, item)
+            await owner.link_message(self, item)
         except Exception:
-            log.exception("eio_sid=%s message failed", socket.sid)
+            log.exception("%s message failed", owner.label)
 
     def send_text(self, text: str) -> None:
         self._write(frames.frame(text.encode()))
@@ -666,8 +708,8 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             if self.upgrading:
                 return  # a second concurrent upgrade: refused
             self.upgrading = True
-            self._upgrade = ws.accept(self)
-            self._upgrade.expect_upgrade(self.server.ping_timeout)
+            link = self._upgrade = ws.accept(self)
+            link.expect_upgrade(self.server.ping_timeout, partial(self._upgrade_failed, link, late=True))
             return
         self._attach(ws.accept(self))
 
@@ -675,10 +717,14 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         self.connected = True
         self.upgraded = True
         self._link = link
-        self._writer = FrameWriter(link, link.transport, self.max_unread, f"eio_sid={self.sid}")
+        self._writer = FrameWriter(link, link.transport, self.max_unread, self.label)
         self._flush_queue()
 
-    async def _websocket_message(self, link: WebSocketLink, data: str | bytes) -> None:
+    @property
+    def label(self) -> str:
+        return f"eio_sid={self.sid}"
+
+    async def link_message(self, link: WebSocketLink, data: str | bytes) -> None:
         """One message from the session's WebSocket (by WebSocketLink, one at a time, in order)."""
         if link is not self._link:
             await self._upgrade_step(link, data)
@@ -712,7 +758,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     async def _websocket_closed(self) -> None:
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
-    async def _websocket_ended(self, link: WebSocketLink) -> None:
+    async def link_ended(self, link: WebSocketLink) -> None:
         """The connection of `link` is gone (its last message was handled before this)."""
         if link is self._upgrade:  # an upgrade that did not finish
             self._upgrade, self._probed, self.upgrading = None, False, False
@@ -963,11 +1009,7 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         """Shutting down: cut off every WebSocket still open (those of sessions that never
         connected socket.io's namespace too), and wait at most `timeout` for their sessions to end
         (what a disconnect does in the hub: whatever is still running when the app cleans up)."""
-        for link in self.links:
-            link.abort()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self.links.gone()
+        await self.links.cut_off(timeout)
 
     def session(self, sid: str) -> DirectSocket | None:
         """The engine.io session under a socket.io connection, while it lasts."""

@@ -13,8 +13,6 @@ import logging
 import struct
 from typing import Protocol
 
-from aiohttp import WSCloseCode, web
-
 log = logging.getLogger(__name__)
 
 # How long a server-side close waits for the client's half of the closing handshake.
@@ -87,20 +85,3 @@ class FrameWriter:
             payload = payload.encode()
         transport.write(frame(payload, _FIN_BINARY if binary else _FIN_TEXT))
         return True
-
-
-async def close_websocket(
-    response: web.WebSocketResponse,
-    transport: asyncio.Transport | None,
-    code: int = WSCloseCode.OK,
-    message: bytes = b"",
-) -> None:
-    """Close after what was written, never waiting on a client that does not read: the close frame
-    is queued without draining, and a client that has not finished the closing handshake within
-    CLOSE_TIMEOUT is cut off."""
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await response.close(code=code, message=message, drain=False)
-    except (TimeoutError, ConnectionError):
-        if transport is not None:
-            transport.abort()
