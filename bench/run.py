@@ -482,10 +482,11 @@ def storms(sizes: list[int], rounds: int) -> dict[str, Any]:
     }
 
 
-def capacity(server: Server, clients: int) -> dict[str, Any]:
+def capacity(server: Server, clients: int, protocol: str = "socketio") -> dict[str, Any]:
     baseline = server.rss_bytes()
+    url = server.url.split()[0]
     process = subprocess.Popen(
-        ["node", str(LOAD), "capacity", "--url", server.url.split()[0], "--clients", str(clients)],
+        ["node", str(LOAD), "capacity", "--url", url, "--clients", str(clients), "--protocol", protocol],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -517,6 +518,7 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS, pairs: int | None = None) -
         "latency_pairs": "5" if quick else "20",
         "rate": "100" if quick else "500",
         "calls": "10" if quick else "100",
+        "antmedia_clients": 100 if quick else 10000,
         "capacities": [100] if quick else [1000, 5000, 10000, within_descriptors(20000)],
         "storms": [50] if quick else [1000, 5000],
     }
@@ -650,9 +652,13 @@ def run(quick: bool, only: tuple[str, ...] = GROUPS, pairs: int | None = None) -
         with start_ours() as ours:
             am = load(ours, "throughput", *throughput, "--protocol", "antmedia")
             am_latency = load(ours, "latency", *latency, "--protocol", "antmedia")
+        with start_ours() as ours:  # a fresh server: its memory grows by the clients alone
+            am_clients = size["antmedia_clients"]
+            am_memory = capacity(ours, am_clients, "antmedia")["bytes_per_client"]
         rows.append(single("Ant Media path throughput", "msg/s", am["rate"]))
         rows.append(single("Ant Media path CPU per 1,000", "s", cpu_per_1000(am)))
         rows.append(single(f"Ant Media path latency at {size['rate']} msg/s, p99", "ms", am_latency["p99"]))
+        rows.append(single(f"Ant Media path memory, {am_clients} idle clients", "B", am_memory))
     if "abuse" in only:
         # Honest pairs' latency with and without 20 connections flooding, being cut off and
         # coming back, on a server with its default limits (the attackers have an address of

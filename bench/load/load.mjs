@@ -97,6 +97,11 @@ class AntMediaClient {
     this.ws = new WebSocket(`${url.replace("http", "ws")}/WebRTCAppEE/websocket?target=origin`);
     this.handlers = [];
     this.waiting = new Map();
+    // As Ant Media's SDK does: a connection that sends nothing for a while counts as gone.
+    this.pinger = setInterval(() => {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send('{"command":"ping"}');
+    }, 3000);
+    this.ws.on("close", () => clearInterval(this.pinger));
     this.ws.on("message", (data) => {
       const m = JSON.parse(data);
       if (m.command === "takeConfiguration") for (const h of this.handlers) h(m.type, m.sdp);
@@ -127,6 +132,7 @@ class AntMediaClient {
     }
   }
   close() {
+    clearInterval(this.pinger);
     this.ws.close();
   }
 }
