@@ -300,8 +300,11 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.on_shutdown.append(lambda _: _draining(hub))
     # WebSockets are no longer aiohttp's once open (see WebSocketLink): their ends are
     # waited for here, before the app cleans up.
-    app.on_shutdown.append(lambda _: sio.close_links(settings.drain_timeout))
-    app.on_shutdown.append(lambda _: antmedia.close_links(settings.drain_timeout))
+    app.on_shutdown.append(
+        lambda _: asyncio.gather(
+            sio.close_links(settings.drain_timeout), antmedia.close_links(settings.drain_timeout)
+        )
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     cluster = app.get(CLUSTER)

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.transports.antmedia import ice_server_config
+from signaling.transports.antmedia import CLOSE_RECONNECT, AntMediaPeer, ice_server_config, notification
 from tests.antmedia_client import AntMediaClient
 from tests.conftest import ConnectAntMedia, RunningServer, StartServer
 from tests.helpers import SDP_ANSWER, SDP_OFFER
@@ -328,6 +328,29 @@ async def test_a_connection_leaves_aiohttp_once_open(
     assert (await bob.next("stop"))["streamId"] == "call"
 
 
+def test_a_peer_sent_away_while_its_handshake_is_answered_is_closed_once_attached() -> None:
+    """A drain (or a kick) can reach a peer while the hub is still opening its session, before
+    its connection has a link: the close is not lost, it is made as soon as there is one."""
+
+    class Link:
+        transport = None
+        closed = False
+
+        def __init__(self) -> None:
+            self.closes: list[tuple[int, bytes]] = []
+
+        def close(self, code: int, reason: bytes) -> None:
+            self.closes.append((code, reason))
+
+    peer = AntMediaPeer(None, "am-x", None, "127.0.0.1")  # type: ignore[arg-type]
+    peer.write(notification("server_will_stop", message="going"))  # nowhere to write it yet
+    peer.write(CLOSE_RECONNECT)
+    assert peer.closing
+    link = Link()
+    peer.attach(link, 1 << 20)  # type: ignore[arg-type]
+    assert link.closes == [(CLOSE_RECONNECT.code, CLOSE_RECONNECT.reason)]
+
+
 async def test_a_connection_lost_without_a_close_logs_only_the_disconnect(
     start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -353,7 +376,7 @@ async def test_a_connection_lost_without_a_close_logs_only_the_disconnect(
     assert lines == [
         "connected from 127.0.0.1 (app WebRTCAppEE)",
         "room=call joined (0 already there)",
-        "disconnected",
+        "disconnected (close code 1006)",
         "room=call left (disconnected)",
     ], caplog.text
 

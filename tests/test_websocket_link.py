@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import struct
 from typing import Any
@@ -40,12 +41,12 @@ class Raw:
         self.writer = writer
 
     @classmethod
-    async def open(cls, server: RunningServer, first: bytes = b"") -> Raw:
+    async def open(cls, server: RunningServer, first: bytes = b"", path: str = PATH) -> Raw:
         host, port = server.url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
-            f"GET {PATH} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
             + first  # in the same write as the request head
         )
@@ -190,6 +191,31 @@ async def test_what_arrives_with_the_clients_close_is_handled_first(
     raw.writer.close()
 
 
+async def test_what_an_ant_media_client_sends_with_its_close_is_handled_first(
+    server: RunningServer, connect: ConnectPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    bob = await connect(server.url)
+    await bob.join("last-words")
+    raw = await Raw.open(server, path="/WebRTCAppEE/websocket")
+    raw.writer.write(frame(b'{"command": "join", "streamId": "last-words"}'))
+    assert '"joined"' in await raw.text()
+    joined = await bob.next("peer-joined")
+    # A leave and the close in one write: the leave is handled (bob hears "left", not
+    # "disconnected"), then the close, whose code the log line names.
+    with caplog.at_level(logging.INFO, logger="signaling"):
+        raw.writer.write(
+            frame(b'{"command": "leave", "streamId": "last-words"}')
+            + frame(struct.pack("!H", 1001), opcode=0x8)
+        )
+        assert await bob.next("peer-left") == {
+            "room": "last-words",
+            "peerId": joined["peerId"],
+            "reason": "left",
+        }
+        await wait_for(lambda: "disconnected (close code 1001)" in caplog.text, "the disconnect's log line")
+    raw.writer.close()
+
+
 class _Transport:
     def __init__(self) -> None:
         self.paused = False
@@ -239,3 +265,26 @@ async def test_a_link_stops_reading_while_too_much_waits_to_be_handled() -> None
         lambda: len(session.handled) == INBOX_LIMIT // MESSAGE_OVERHEAD + 1, "every message handled"
     )
     assert session.handled[0] == ""
+
+
+async def test_a_shutdown_cuts_off_only_the_links_nobody_told_to_go() -> None:
+    """Those whose closing handshake is under way end by themselves within CLOSE_TIMEOUT: cut
+    off at once, they would lose the goodbye still in their send buffers."""
+
+    class Link:
+        def __init__(self, closed: bool) -> None:
+            self.closed, self.aborted = closed, False
+
+        def abort(self) -> None:
+            self.aborted = True
+            links.discard(self)  # type: ignore[arg-type]
+
+    links = Links()
+    told, untold = Link(closed=True), Link(closed=False)
+    for link in (told, untold):
+        links.add(link)  # type: ignore[arg-type]
+    cutting = asyncio.create_task(links.cut_off(5))
+    await wait_for(lambda: untold.aborted, "the untold link to be cut off")
+    assert not told.aborted and not cutting.done()
+    links.discard(told)  # type: ignore[arg-type]  # its closing handshake done
+    await asyncio.wait_for(cutting, 1)

@@ -209,7 +209,7 @@ class Hub:
 
     async def connect(self, peer_id: str, sink: Sink, *, resumable: bool = True) -> None:
         """Raises SignalingError when the session cannot be opened (the cluster's store out of
-        reach), leaving nothing behind."""
+        reach), and then no longer delivers to `sink`."""
         self.delivery.attach(peer_id, sink)
         try:
             await self.sessions.open(peer_id, resumable)

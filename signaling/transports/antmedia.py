@@ -176,6 +176,7 @@ class AntMediaPeer:
 
     # One per connection, for the connection's whole life.
     __slots__ = (
+        "_sent_away",
         "_transport",
         "_writer",
         "address",
@@ -199,10 +200,13 @@ class AntMediaPeer:
         self.watchdog: asyncio.TimerHandle | None = None  # see AntMediaTransport._check_quiet
         self.link: WebSocketLink | None = None
         self._writer: FrameWriter | None = None
+        self._sent_away: Close | None = None
 
     def attach(self, link: WebSocketLink, max_unread: int) -> None:
         self.link = link
         self._writer = FrameWriter(link, link.transport, max_unread, self.label)
+        if self._sent_away is not None:  # while its handshake was being answered (a drain, say)
+            link.close(self._sent_away.code, self._sent_away.reason)
 
     @property
     def label(self) -> str:
@@ -218,8 +222,9 @@ class AntMediaPeer:
 
     @property
     def closing(self) -> bool:
-        """Being sent away (or gone): what it sends from now on is not handled."""
-        return self.link is None or self.link.closed
+        """Being sent away: what it sends from now on is not handled. (What a client sent before
+        closing the connection itself is.)"""
+        return self._sent_away is not None
 
     async def send(self, message: Outbound) -> None:
         for command in RENDERERS[type(message)](self, message):
@@ -228,8 +233,10 @@ class AntMediaPeer:
     def write(self, command: Command) -> None:
         """Write a command now, or close after what was written if it is a Close."""
         if isinstance(command, Close):
-            if self.link is not None:
-                self.link.close(command.code, command.reason)
+            if self._sent_away is None:
+                self._sent_away = command
+                if self.link is not None:
+                    self.link.close(command.code, command.reason)
         elif self._writer is not None:
             self._writer.write(orjson.dumps(command))
 
@@ -461,7 +468,8 @@ class AntMediaTransport:
         if peer.watchdog is not None:
             peer.watchdog.cancel()
             peer.watchdog = None
-        log.info("peer=%s disconnected", peer.peer_id)
+        code = peer.link.close_code if peer.link is not None else None
+        log.info("peer=%s disconnected (close code %s)", peer.peer_id, code or WSCloseCode.ABNORMAL_CLOSURE)
         self._peers.pop(peer.peer_id, None)
         try:
             await self._hub.disconnect(peer.peer_id)

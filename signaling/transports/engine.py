@@ -159,10 +159,13 @@ class Links:
             await self._none.wait()
 
     async def cut_off(self, timeout: float) -> None:
-        """Shutting down: cut off every connection still open, and wait at most `timeout` for
-        their owners to have handled the ends (what a disconnect does in the hub)."""
+        """Shutting down, once every client has been told to go: cut off each connection whose
+        closing handshake has not begun (nobody will end it), give those under way the time they
+        have left of CLOSE_TIMEOUT (so that a client reads its goodbye), and wait at most
+        `timeout` for the owners to have handled every end (what a disconnect does in the hub)."""
         for link in self:
-            link.abort()
+            if not link.closed:
+                link.abort()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self.gone()
@@ -207,6 +210,7 @@ class WebSocketLink(asyncio.Protocol):
         "_skip",
         "_task",
         "_timer",
+        "close_code",
         "closed",
         "transport",
     )
@@ -230,6 +234,9 @@ class WebSocketLink(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False  # the closing handshake has begun, or the connection is gone
+        # The code of the close frame that began the closing handshake, whichever side sent it
+        # (1005: the client's had none); None while there was none (1006 once gone).
+        self.close_code: int | None = None
 
     @classmethod
     def take_over(cls, request: web.Request, owner: LinkOwner, links: Links, max_size: int) -> WebSocketLink:
@@ -368,7 +375,7 @@ class WebSocketLink(asyncio.Protocol):
         if opcode == _OP_PONG:
             return True
         if opcode == _OP_CLOSE:
-            self._close_received()
+            self._close_received(payload)
             return False
         if opcode == _OP_CONTINUATION:
             if self._fragments is None:
@@ -411,13 +418,14 @@ class WebSocketLink(asyncio.Protocol):
         does not read what it is sent) is cut off."""
         if self.closed:
             return
-        self.closed = True
+        self.closed, self.close_code = True, code
         self._write(frames.frame(_CLOSE_CODE.pack(code) + reason[:123], frames.FIN_CLOSE))
         self._arm(frames.CLOSE_TIMEOUT, self.abort)
 
-    def _close_received(self) -> None:
+    def _close_received(self, payload: bytearray) -> None:
         if not self.closed:
             self.closed = True
+            self.close_code = _CLOSE_CODE.unpack_from(payload)[0] if len(payload) >= 2 else 1005
             self._write(frames.frame(_CLOSE_CODE.pack(WSCloseCode.OK), frames.FIN_CLOSE))
         self._hang_up()
 
@@ -425,7 +433,7 @@ class WebSocketLink(asyncio.Protocol):
         """A frame this server does not take: the close frame says why, and the connection ends."""
         log.debug("%s broke the WebSocket protocol (%d); closing", self._label(), code)
         if not self.closed:
-            self.closed = True
+            self.closed, self.close_code = True, code
             self._write(frames.frame(_CLOSE_CODE.pack(code), frames.FIN_CLOSE))
         self._hang_up()
 
