@@ -274,12 +274,16 @@ async def test_malformed_frames(antmedia: ConnectAntMedia, frame: str | bytes, d
     assert (await bob.next("takeConfiguration"))["sdp"] == SDP_OFFER
 
 
-async def test_oversized_frame_closes_with_1009(start_server: StartServer, antmedia: ConnectAntMedia) -> None:
+async def test_oversized_frame_closes_with_1009(
+    start_server: StartServer, antmedia: ConnectAntMedia, caplog: pytest.LogCaptureFixture
+) -> None:
     small = await start_server(max_message_bytes=4096, max_sdp_chars=2048)
     alice, bob = await p2p_pair(lambda: antmedia(small.url))
-    await alice.send("takeConfiguration", streamId="call1", type="offer", sdp="v" * 10000)
-    assert await alice.closed == 1009
-    assert await bob.next("stop") == {"command": "stop", "streamId": "call1"}
+    with caplog.at_level(logging.INFO, logger="signaling"):
+        await alice.send("takeConfiguration", streamId="call1", type="offer", sdp="v" * 10000)
+        assert await alice.closed == 1009
+        assert await bob.next("stop") == {"command": "stop", "streamId": "call1"}
+    assert "disconnected (close code 1009)" in caplog.text  # the one line, saying why
     await bob.sync()
 
 

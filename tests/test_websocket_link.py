@@ -11,8 +11,11 @@ import os
 import struct
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
+from signaling.transports import frames
 from signaling.transports.engine import INBOX_LIMIT, MESSAGE_OVERHEAD, Links, WebSocketLink
 from tests.conftest import RunningServer, StartServer
 from tests.helpers import ConnectPeer
@@ -170,6 +173,25 @@ async def test_a_server_that_stops_cuts_off_websockets_that_never_joined(
     assert await asyncio.wait_for(raw.reader.read(), 5) == b""
     raw.writer.close()
     assert not len(server.sio.links)
+
+
+async def test_a_link_closed_during_its_upgrade_is_still_cut_off(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade's own timers must not cancel the one that cuts off a link whose closing
+    handshake the client never finishes (here: closed for a frame that is not UTF-8, in the same
+    write as the probe and the upgrade)."""
+    monkeypatch.setattr(frames, "CLOSE_TIMEOUT", 0.2)
+    server = await start_server()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.url}/socket.io/?EIO=4&transport=polling") as response,
+    ):
+        eio_sid = orjson.loads((await response.read())[1:])["sid"]
+    raw = await Raw.open(server, path=f"{PATH}&sid={eio_sid}")
+    raw.writer.write(frame(b"2probe") + frame(b"5") + frame(b"\xff\xfe"))
+    await wait_for(lambda: len(server.sio.links) == 0, "the closed link to be cut off", seconds=5)
+    raw.writer.close()
 
 
 async def test_what_arrives_with_the_clients_close_is_handled_first(

@@ -205,7 +205,9 @@ class AntMediaPeer:
     def attach(self, link: WebSocketLink, max_unread: int) -> None:
         self.link = link
         self._writer = FrameWriter(link, link.transport, max_unread, self.label)
-        if self._sent_away is not None:  # while its handshake was being answered (a drain, say)
+        if self._sent_away is not None:
+            # Sent away while its handshake was being answered (a drain, say): what it was told
+            # then had nowhere to go, but the close code alone tells the SDK what to do.
             link.close(self._sent_away.code, self._sent_away.reason)
 
     @property
@@ -469,7 +471,11 @@ class AntMediaTransport:
             peer.watchdog.cancel()
             peer.watchdog = None
         code = peer.link.close_code if peer.link is not None else None
-        log.info("peer=%s disconnected (close code %s)", peer.peer_id, code or WSCloseCode.ABNORMAL_CLOSURE)
+        log.info(
+            "peer=%s disconnected (close code %s)",
+            peer.peer_id,
+            WSCloseCode.ABNORMAL_CLOSURE if code is None else code,
+        )
         self._peers.pop(peer.peer_id, None)
         try:
             await self._hub.disconnect(peer.peer_id)

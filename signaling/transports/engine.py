@@ -163,11 +163,18 @@ class Links:
         closing handshake has not begun (nobody will end it), give those under way the time they
         have left of CLOSE_TIMEOUT (so that a client reads its goodbye), and wait at most
         `timeout` for the owners to have handled every end (what a disconnect does in the hub)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         for link in self:
             if not link.closed:
                 link.abort()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(min(timeout, frames.CLOSE_TIMEOUT)):
+                await self.gone()
+        for link in self:
+            link.abort()  # a closing handshake past its time, whatever kept it open
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
                 await self.gone()
 
 
@@ -455,8 +462,10 @@ class WebSocketLink(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(delay, callback)
 
     def expect_upgrade(self, timeout: float, late: Callable[[], None]) -> None:
-        """Call `late` unless `upgraded` is called within `timeout` (and the link has not ended)."""
-        self._arm(timeout, partial(self._upgrade_late, late))
+        """Call `late` unless `upgraded` is called within `timeout` (and the link has not ended).
+        A link already closing keeps the timer that cuts it off instead."""
+        if not self.closed:
+            self._arm(timeout, partial(self._upgrade_late, late))
 
     def _upgrade_late(self, late: Callable[[], None]) -> None:
         self._timer = None
@@ -464,7 +473,7 @@ class WebSocketLink(asyncio.Protocol):
             late()
 
     def upgraded(self) -> None:
-        if self._timer is not None:
+        if self._timer is not None and not self.closed:
             self._timer.cancel()
             self._timer = None
 
