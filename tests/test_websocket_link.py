@@ -1,6 +1,6 @@
-"""socket.io's WebSockets once they have left aiohttp (signaling.transports.engine.WebSocketLink):
-the frames a client may send (RFC 6455), in any pieces, and the closes it gets for those it may
-not, written as bytes by a raw client."""
+"""WebSockets once they have left aiohttp (signaling.transports.engine.WebSocketLink), socket.io's
+and Ant Media's: the frames a client may send (RFC 6455), in any pieces, and the closes it gets
+for those it may not, written as bytes by a raw client; and how a shutdown cuts them off."""
 
 from __future__ import annotations
 
