@@ -298,11 +298,11 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     sio.attach(app)
     app.on_startup.append(lambda _: _started(sio))
     app.on_shutdown.append(lambda _: _draining(hub))
-    # WebSockets are no longer aiohttp's once open (see WebSocketLink): their ends are
-    # waited for here, before the app cleans up.
+    # WebSockets are no longer aiohttp's once open (see WebSocketLink): both protocols' are cut
+    # off and their ends waited for here, together, before the app cleans up.
     app.on_shutdown.append(
         lambda _: asyncio.gather(
-            sio.close_links(settings.drain_timeout), antmedia.close_links(settings.drain_timeout)
+            sio.links.cut_off(settings.drain_timeout), antmedia.links.cut_off(settings.drain_timeout)
         )
     )
     app.router.add_get("/healthz", healthz)

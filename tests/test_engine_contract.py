@@ -86,7 +86,7 @@ def test_aiohttp_leaves_an_upgraded_connection_where_websocketlink_takes_it() ->
     # WebSocketLink.take_over takes what aiohttp read past an upgrade request's head from
     # `_message_tail`, sets aiohttp's protocol's transport to None and calls its connection_lost:
     # aiohttp must then neither read, write nor close the connection, nor cancel the handler task
-    # still running (it ends when the request returns, with _Detached).
+    # still running (it ends when the request returns, with Detached).
     protocol = web_protocol.RequestHandler
     assert "self._message_tail += data" in inspect.getsource(protocol.data_received), (
         "aiohttp no longer keeps what follows an upgrade request in _message_tail: check "

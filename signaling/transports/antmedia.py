@@ -43,7 +43,7 @@ from signaling.core.store import Route
 from signaling.security.guard import Guard, Session
 from signaling.security.turn import IceServers
 from signaling.transports.antmedia_schemas import build_command_schemas
-from signaling.transports.engine import Links, WebSocketLink, check_handshake, detached
+from signaling.transports.engine import Detached, Links, WebSocketLink, check_handshake
 from signaling.transports.events import Event, Pipeline
 from signaling.transports.frames import FrameWriter
 
@@ -446,7 +446,7 @@ class AntMediaTransport:
         loop = asyncio.get_running_loop()
         peer.heard = loop.time()
         peer.watchdog = loop.call_at(peer.heard + self._idle_timeout, self._check_quiet, peer)
-        return detached()
+        return Detached()
 
     async def received(self, peer: AntMediaPeer, data: str | bytes) -> None:
         """One message from the peer's connection (one at a time, in order)."""
@@ -482,10 +482,6 @@ class AntMediaTransport:
         finally:
             self._guard.close(peer.session)
             self._guard.release(peer.address)
-
-    async def close_links(self, timeout: float) -> None:
-        """Shutting down: cut off every connection still open (see Links.cut_off)."""
-        await self.links.cut_off(timeout)
 
     def _check_quiet(self, peer: AntMediaPeer) -> None:
         """The SDK pings every 3 s: a connection quiet for the idle timeout has gone without a

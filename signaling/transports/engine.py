@@ -78,7 +78,7 @@ class DirectWebSocket:
             await self.handler(self)  # the session's _websocket_handler: accepts, or not
         finally:
             self._request = None
-        return detached() if self.accepted else web.Response(status=400, text="the upgrade is refused")
+        return Detached() if self.accepted else web.Response(status=400, text="the upgrade is refused")
 
     def accept(self, socket: DirectSocket) -> WebSocketLink:
         """Answer the handshake, and take the connection out of aiohttp's hands."""
@@ -97,14 +97,9 @@ async def check_handshake(request: web.Request) -> None:
         await handshake.prepare(request)
 
 
-def detached() -> web.StreamResponse:
-    """What an aiohttp handler returns once `WebSocketLink.take_over` has its connection."""
-    return _Detached()
-
-
-class _Detached(web.StreamResponse):
-    """What aiohttp's request handling gets back once the connection has left it: nothing to send,
-    and no connection to keep alive (aiohttp no longer has one)."""
+class Detached(web.StreamResponse):
+    """What an aiohttp handler returns once `WebSocketLink.take_over` has its connection: nothing
+    to send, and no connection to keep alive (aiohttp no longer has one)."""
 
     def __init__(self) -> None:
         super().__init__(status=101)
@@ -249,7 +244,7 @@ class WebSocketLink(asyncio.Protocol):
     def take_over(cls, request: web.Request, owner: LinkOwner, links: Links, max_size: int) -> WebSocketLink:
         """Answer `request`'s (checked: `check_handshake`) handshake and become its connection's
         protocol; aiohttp is left as if the connection were lost, so that its request handling
-        ends when this request returns, writing and closing nothing (see `detached`). A connection
+        ends when this request returns, writing and closing nothing (see `Detached`). A connection
         already gone ends the link at once: its owner hears of it as of any other end."""
         protocol = request.protocol
         transport = request.transport
@@ -1021,12 +1016,6 @@ class SignalingServer(socketio.AsyncServer):  # type: ignore[misc]
         if self.eio.start_service_task:
             self.eio.start_service_task = False
             self.eio.service_task_handle = self.eio.start_background_task(self.eio._service_task)
-
-    async def close_links(self, timeout: float) -> None:
-        """Shutting down: cut off every WebSocket still open (those of sessions that never
-        connected socket.io's namespace too), and wait at most `timeout` for their sessions to end
-        (what a disconnect does in the hub: whatever is still running when the app cleans up)."""
-        await self.links.cut_off(timeout)
 
     def session(self, sid: str) -> DirectSocket | None:
         """The engine.io session under a socket.io connection, while it lasts."""
